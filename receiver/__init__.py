@@ -1,0 +1,1 @@
+"""receiver: turns a Segment event stream into signals on leads."""

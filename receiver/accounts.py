@@ -1,0 +1,127 @@
+"""Accounts and their credentials: creation, lookup of a sender by API key, revocation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+
+from receiver.credentials import (
+    ADMIN_TOKEN_KIND,
+    API_KEY_KIND,
+    Credential,
+    new_credential,
+    parse_credential,
+)
+from receiver.models import Account, AdminToken, ApiKey
+
+
+@dataclass(frozen=True)
+class Sender:
+    """The account behind an API key, with what ingestion needs of it."""
+
+    account_id: int
+    key_id: int
+    secret: str | None
+    plan: str
+    signal_limit: int
+
+
+@dataclass(frozen=True)
+class NewAccount:
+    account_id: int
+    api_key: str
+    admin_token: str
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "account_id": self.account_id,
+            "api_key": self.api_key,
+            "admin_token": self.admin_token,
+            "webhook_path": f"/webhook/{self.api_key}",
+        }
+
+
+def create_account(
+    session: Session,
+    name: str,
+    plan: str,
+    signal_limit: int,
+    cold_retention_days: int,
+    now: datetime,
+    secret: str | None = None,
+) -> NewAccount:
+    account = Account(
+        name=name,
+        plan=plan,
+        signal_limit=signal_limit,
+        cold_retention_days=cold_retention_days,
+        created_at=now,
+    )
+    session.add(account)
+    session.flush()
+    assert account.id is not None
+    key = create_api_key(session, account.id, now, secret)
+    token = new_credential(ADMIN_TOKEN_KIND, account.id)
+    session.add(
+        AdminToken(
+            account_id=account.id, prefix=token.prefix, token_hash=token.digest, created_at=now
+        )
+    )
+    session.flush()
+    return NewAccount(account.id, key.text, token.text)
+
+
+def create_api_key(
+    session: Session, account_id: int, now: datetime, secret: str | None = None
+) -> Credential:
+    key = new_credential(API_KEY_KIND, account_id)
+    session.add(
+        ApiKey(
+            account_id=account_id,
+            prefix=key.prefix,
+            key_hash=key.digest,
+            secret=secret or None,
+            created_at=now,
+        )
+    )
+    session.flush()
+    return key
+
+
+def find_sender(session: Session, api_key: str) -> Sender | None:
+    key = parse_credential(api_key, API_KEY_KIND)
+    if key is None:
+        return None
+    row = session.execute(
+        sa.select(col(ApiKey.id), col(ApiKey.secret), col(Account.plan), col(Account.signal_limit))
+        .join(Account, col(Account.id) == ApiKey.account_id)
+        .where(
+            col(ApiKey.account_id) == key.account_id,
+            col(ApiKey.key_hash) == key.digest,
+            col(ApiKey.revoked_at).is_(None),
+        )
+    ).first()
+    if row is None:
+        return None
+    return Sender(key.account_id, row.id, row.secret, row.plan, row.signal_limit)
+
+
+def revoke_api_key(session: Session, api_key: str, now: datetime) -> bool:
+    key = parse_credential(api_key, API_KEY_KIND)
+    if key is None:
+        return False
+    stored = session.exec(
+        select(ApiKey).where(ApiKey.account_id == key.account_id, ApiKey.key_hash == key.digest)
+    ).first()
+    if stored is None:
+        return False
+    if stored.revoked_at is None:
+        stored.revoked_at = now
+    return True
+
+
+def any_account(session: Session) -> bool:
+    return session.exec(select(Account.id).limit(1)).first() is not None

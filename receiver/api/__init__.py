@@ -1,0 +1,1 @@
+"""The HTTP layer: one blueprint per file, thin views over plain functions."""

@@ -1,0 +1,129 @@
+"""POST /webhook/<api_key>, and every other door Segment's senders use (CONTRACT section 2)."""
+
+from __future__ import annotations
+
+import logging
+import math
+from datetime import UTC, datetime
+
+from flask import Blueprint, Response, current_app, jsonify, request
+from sqlmodel import Session
+
+from receiver.accounts import Sender, find_sender
+from receiver.config import current_settings
+from receiver.db import engine_of, run_transaction
+from receiver.errors import BadRequest, OverLimit, Unauthorized
+from receiver.ingest.parse import parse_events
+from receiver.ingest.pipeline import (
+    Outcome,
+    OverBudget,
+    Prepared,
+    prepare,
+    store_all,
+)
+from receiver.ingest.signature import secret_presented
+from receiver.ingest.store import period_of
+
+log = logging.getLogger(__name__)
+bp = Blueprint("webhook", __name__)
+
+# Segment's Webhooks (Actions) destination lets users pick the method and follows no redirects.
+METHODS = ["POST", "PUT", "PATCH"]
+TRACKING_CALLS = {
+    "batch": None,
+    "track": "track",
+    "identify": "identify",
+    "page": "page",
+    "screen": "screen",
+    "group": "group",
+    "alias": "alias",
+}
+
+
+@bp.route("/webhook/<api_key>", methods=METHODS, strict_slashes=False)
+@bp.route("/api/signal-staging/webhook/<api_key>", methods=METHODS, strict_slashes=False)
+def webhook(api_key: str) -> Response:
+    return receive(api_key)
+
+
+@bp.route("/webhook", methods=METHODS, strict_slashes=False)
+@bp.route("/api/signal-staging/webhook", methods=METHODS, strict_slashes=False)
+def webhook_basic_auth() -> Response:
+    return receive(basic_auth_key())
+
+
+@bp.post("/webhook/<api_key>/v1/<call>", strict_slashes=False)
+def tracking_api_with_key(api_key: str, call: str) -> Response:
+    return receive(api_key, tracking_call(call))
+
+
+@bp.post("/v1/<call>", strict_slashes=False)
+def tracking_api(call: str) -> Response:
+    return receive(basic_auth_key(), tracking_call(call))
+
+
+def basic_auth_key() -> str | None:
+    auth = request.authorization
+    return auth.username if auth is not None and auth.type == "basic" else None
+
+
+def tracking_call(call: str) -> str | None:
+    if call not in TRACKING_CALLS:
+        raise BadRequest(f"Unknown call /v1/{call}: use one of {', '.join(TRACKING_CALLS)}.")
+    return TRACKING_CALLS[call]
+
+
+def receive(api_key: str | None, default_type: str | None = None) -> Response:
+    raw = request.get_data(cache=False)
+    now = datetime.now(UTC)
+    engine = engine_of(current_app)
+
+    def first_attempt(session: Session) -> Outcome:
+        sender = authenticate(session, api_key, raw)
+        return store_all(session, sender, parse(raw, now, default_type), now)
+
+    try:
+        outcome = run_transaction(engine, first_attempt)
+    except OverBudget as over:
+        outcome = run_transaction(engine, over.store_what_fits)
+    log.info(
+        "received=%d stored=%d duplicates=%d rejected=%d",
+        len(outcome.results),
+        outcome.stored,
+        outcome.duplicates,
+        outcome.rejected,
+    )
+    if outcome.rejected:
+        raise OverLimit(
+            "This account's raw-signal limit for the month is reached; events past "
+            "it were not stored. Upgrade the plan, or they are retried later.",
+            headers={"Retry-After": str(seconds_to_next_period(now))},
+            **outcome.body(),
+        )
+    return jsonify(outcome.body())
+
+
+def authenticate(session: Session, api_key: str | None, raw: bytes) -> Sender:
+    sender = find_sender(session, api_key) if api_key else None
+    if sender is None:
+        raise Unauthorized()
+    if sender.secret is not None and not secret_presented(sender.secret, request.headers, raw):
+        raise Unauthorized(
+            "This API key needs its secret: send X-Api-Secret, or an "
+            "X-Signature HMAC-SHA1 of the body keyed with the secret."
+        )
+    return sender
+
+
+def parse(raw: bytes, now: datetime, default_type: str | None) -> Prepared:
+    events, _ = parse_events(raw)
+    prepared = prepare(events, now, current_settings().max_event_bytes, default_type)
+    if not prepared.drafts:
+        results = [{"status": "invalid", "message": str(item)} for item in prepared.items]
+        raise BadRequest(f"No valid event in this body: {results[0]['message']}", results=results)
+    return prepared
+
+
+def seconds_to_next_period(now: datetime) -> int:
+    _, next_start = period_of(now)
+    return max(1, math.ceil((next_start - now).total_seconds()))

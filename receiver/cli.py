@@ -1,0 +1,118 @@
+"""The `receiver` command (also reachable as `flask --app wsgi <command>`)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import click
+from flask import Flask, current_app
+from flask.cli import FlaskGroup, with_appcontext
+
+from receiver import accounts, db
+from receiver.config import current_settings
+
+
+def echo(line: str) -> None:
+    click.echo(line)
+
+
+@click.command("init-db")
+@with_appcontext
+def init_db_command() -> None:
+    """Create or upgrade the schema; safe to run again, keeps all data."""
+    db.upgrade_schema(db.engine_of(current_app), echo)
+
+
+@click.command("create-account")
+@click.argument("name")
+@click.option("--plan", default=None, help="Plan name (default: the DEFAULT_PLAN setting).")
+@click.option(
+    "--signal-limit",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Raw signals per calendar month (default: DEFAULT_SIGNAL_LIMIT).",
+)
+@click.option("--secret", default=None, help="Shared secret the API key requires.")
+@with_appcontext
+def create_account_command(
+    name: str, plan: str | None, signal_limit: int | None, secret: str | None
+) -> None:
+    """Create an account with one API key and one admin token; prints them as JSON, once."""
+    settings = current_settings()
+    created = db.run_transaction(
+        db.engine_of(current_app),
+        lambda session: accounts.create_account(
+            session,
+            name,
+            plan or settings.default_plan,
+            settings.default_signal_limit if signal_limit is None else signal_limit,
+            settings.cold_retention_days,
+            datetime.now(UTC),
+            secret,
+        ),
+    )
+    click.echo(json.dumps(created.as_json()))
+
+
+@click.command("revoke-key")
+@click.argument("key")
+@with_appcontext
+def revoke_key_command(key: str) -> None:
+    """Revoke an API key: its requests answer 401 from now on."""
+    revoked = db.run_transaction(
+        db.engine_of(current_app),
+        lambda session: accounts.revoke_api_key(session, key, datetime.now(UTC)),
+    )
+    if not revoked:
+        raise click.ClickException("no such API key")
+    click.echo("revoked")
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@with_appcontext
+def serve_command(host: str, port: int) -> None:
+    """Development server: upgrades the schema, creates a first account if there is none and
+    prints its webhook URL and admin token, then serves. Production runs gunicorn."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    engine = db.engine_of(app)
+    db.upgrade_schema(engine, echo)
+    if not db.run_transaction(engine, accounts.any_account):
+        settings = current_settings()
+        created = db.run_transaction(
+            engine,
+            lambda session: accounts.create_account(
+                session,
+                "default",
+                settings.default_plan,
+                settings.default_signal_limit,
+                settings.cold_retention_days,
+                datetime.now(UTC),
+            ),
+        )
+        click.echo(f"account {created.account_id} created; shown once, keep them:")
+        click.echo(f"  webhook URL:  http://{host}:{port}/webhook/{created.api_key}")
+        click.echo(f"  admin token:  {created.admin_token}")
+    else:
+        click.echo("accounts exist; `receiver create-account NAME` makes another")
+    app.run(host=host, port=port, threaded=True)
+
+
+def init_app(app: Flask) -> None:
+    for command in (init_db_command, create_account_command, revoke_key_command, serve_command):
+        app.cli.add_command(command)
+
+
+def _create_app() -> Flask:
+    from receiver.app import create_app
+
+    return create_app()
+
+
+main = FlaskGroup(
+    create_app=_create_app,
+    add_default_commands=False,
+    help="Identity-resolution webhook receiver and signal store.",
+)

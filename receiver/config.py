@@ -1,0 +1,48 @@
+"""Settings: one frozen object, read from the environment in one place."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from flask import current_app
+
+DEFAULT_DATABASE_URL = "sqlite:///receiver.db"
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = DEFAULT_DATABASE_URL
+    # Segment's Webhooks destination batches up to 4,000 events of at most 32 KB each.
+    max_body_bytes: int = 16 * 1024 * 1024
+    max_event_bytes: int = 32 * 1024
+    # Segment gives up on a request after 5 s: a slow store must answer 503 well before.
+    db_connect_timeout_s: int = 2
+    db_statement_timeout_ms: int = 3000
+    db_pool_size: int = 4
+    db_pool_timeout_s: float = 2.0
+    retry_after_unavailable_s: int = 10
+    default_plan: str = "free"
+    default_signal_limit: int = 10_000
+    cold_retention_days: int = 90
+    public_url: str = "http://127.0.0.1:8000"
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Each field is read from the upper-case variable of its name, e.g. DATABASE_URL."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for field in fields(cls):
+            raw = environ.get(field.name.upper())
+            if raw is None or raw == "":
+                continue
+            kind: Any = type(field.default)
+            values[field.name] = kind(raw) if kind is not str else raw
+        return cls(**values)  # type: ignore[arg-type]
+
+
+def current_settings() -> Settings:
+    return current_app.extensions["receiver.settings"]

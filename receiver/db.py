@@ -1,0 +1,148 @@
+"""The store: one engine per process, a session per request, and the schema upgrade."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from importlib import resources
+from typing import Any, TypeVar
+
+import orjson
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from flask import Flask, current_app, g
+from sqlalchemy import exc
+from sqlmodel import Session
+
+from receiver.config import Settings
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Deadlocks and serialization failures are resolved by running the transaction again.
+RETRYABLE_SQLSTATES = {"40001", "40P01"}
+TRANSACTION_ATTEMPTS = 3
+
+
+def _json_dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def make_engine(settings: Settings) -> sa.Engine:
+    url = sa.make_url(settings.database_url)
+    if url.get_backend_name() == "sqlite":
+        return _sqlite_engine(url)
+    options = (
+        f"-c statement_timeout={settings.db_statement_timeout_ms}"
+        f" -c lock_timeout={settings.db_statement_timeout_ms}"
+        " -c idle_in_transaction_session_timeout=30000"
+    )
+    return sa.create_engine(
+        url,
+        connect_args={"connect_timeout": settings.db_connect_timeout_s, "options": options},
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_pool_size,
+        pool_timeout=settings.db_pool_timeout_s,
+        # After the database restarts, a pooled connection is found dead before it is used.
+        pool_pre_ping=True,
+        json_serializer=_json_dumps,
+        json_deserializer=orjson.loads,
+    )
+
+
+def _sqlite_engine(url: sa.URL) -> sa.Engine:
+    engine = sa.create_engine(
+        url,
+        connect_args={"timeout": 10, "check_same_thread": False},
+        json_serializer=_json_dumps,
+        json_deserializer=orjson.loads,
+    )
+
+    @sa.event.listens_for(engine, "connect")
+    def _configure(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy issue BEGIN itself: pysqlite's own would be deferred.
+        dbapi_connection.isolation_level = None
+        dbapi_connection.execute("PRAGMA journal_mode=WAL")
+        dbapi_connection.execute("PRAGMA foreign_keys=ON")
+
+    @sa.event.listens_for(engine, "begin")
+    def _begin_immediate(connection: sa.Connection) -> None:
+        # Take the write lock up front, so two writers queue instead of failing on upgrade.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def is_retryable(error: exc.DBAPIError) -> bool:
+    return getattr(error.orig, "sqlstate", None) in RETRYABLE_SQLSTATES
+
+
+def run_transaction(engine: sa.Engine, work: Callable[[Session], T]) -> T:
+    """Run work in one transaction, committed before this returns; retried on deadlock."""
+    for attempt in range(1, TRANSACTION_ATTEMPTS + 1):
+        with Session(engine) as session:
+            try:
+                with session.begin():
+                    return work(session)
+            except exc.DBAPIError as error:
+                if attempt == TRANSACTION_ATTEMPTS or not is_retryable(error):
+                    raise
+                log.warning("transaction retried after %s", error.orig.__class__.__name__)
+    raise AssertionError("unreachable")
+
+
+def engine_of(app: Flask) -> sa.Engine:
+    return app.extensions["receiver.engine"]
+
+
+def get_session() -> Session:
+    """The request's session, opened on first use and closed when the request ends."""
+    if "session" not in g:
+        g.session = Session(engine_of(current_app))
+    return g.session
+
+
+def _close_session(_error: BaseException | None = None) -> None:
+    session = g.pop("session", None)
+    if session is not None:
+        session.close()
+
+
+def init_app(app: Flask, settings: Settings) -> None:
+    app.extensions["receiver.engine"] = make_engine(settings)
+    app.teardown_appcontext(_close_session)
+
+
+@contextmanager
+def _migration_lock(connection: sa.Connection) -> Iterator[None]:
+    # Two init-db runs at once (say, two deploys) must not both create the tables.
+    if connection.dialect.name == "postgresql":
+        connection.execute(sa.text("SELECT pg_advisory_xact_lock(7243001)"))
+    yield
+
+
+def upgrade_schema(engine: sa.Engine, echo: Callable[[str], None]) -> None:
+    """Create or upgrade the schema to the newest migration, then (re)create the views."""
+    config = Config()
+    config.set_main_option("script_location", "receiver:migrations")
+
+    def report(*, ctx: Any, step: Any, heads: Any, run_args: Any) -> None:
+        echo(f"schema: applied {step.up_revision_id}: {step.up_revision.doc}")
+
+    with engine.begin() as connection, _migration_lock(connection):
+        config.attributes["connection"] = connection
+        config.attributes["on_version_apply"] = report
+        command.upgrade(config, "head")
+        revision = connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+        echo(f"schema: at revision {revision}")
+        if connection.dialect.name == "postgresql":
+            connection.exec_driver_sql(views_sql())
+            echo("views: signal_feed, lead_summary (re)created")
+        else:
+            echo("views: skipped (the analyst views are Postgres only)")
+
+
+def views_sql() -> str:
+    return resources.files("receiver").joinpath("sql/views.sql").read_text()

@@ -1,0 +1,94 @@
+"""One exception family with a status, turned into a JSON `{"message": ...}` in one place."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Response, jsonify
+from sqlalchemy import exc
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+
+class ReceiverError(Exception):
+    status = 500
+    message = "Internal error."
+
+    def __init__(
+        self, message: str | None = None, *, headers: dict[str, str] | None = None, **extra: Any
+    ) -> None:
+        super().__init__(message or self.message)
+        self.message = message or self.message
+        self.headers = headers or {}
+        self.extra = extra
+
+
+class BadRequest(ReceiverError):
+    status = 400
+
+
+class Unauthorized(ReceiverError):
+    status = 401
+    message = "Unknown or revoked API key."
+
+
+class NotFound(ReceiverError):
+    status = 404
+    message = "Not found."
+
+
+class PayloadTooLarge(ReceiverError):
+    status = 413
+
+
+class OverLimit(ReceiverError):
+    status = 429
+
+
+class StoreUnavailable(ReceiverError):
+    status = 503
+    message = "The store is unavailable; nothing in this request was stored. Retry later."
+
+
+def error_response(
+    status: int, message: str, headers: dict[str, str] | None = None, **extra: Any
+) -> Response:
+    response = jsonify({"message": message, **extra})
+    response.status_code = status
+    response.headers.update(headers or {})
+    return response
+
+
+def init_app(app: Flask, retry_after_unavailable_s: int) -> None:
+    unavailable_headers = {"Retry-After": str(retry_after_unavailable_s)}
+
+    @app.errorhandler(ReceiverError)
+    def _receiver_error(error: ReceiverError) -> Response:
+        headers = dict(error.headers)
+        if error.status == 503:
+            headers.update(unavailable_headers)
+        return error_response(error.status, error.message, headers, **error.extra)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(error: HTTPException) -> Response:
+        status = error.code or 500
+        message = error.description or error.name
+        if status == 413:
+            message = "Body larger than the limit of this receiver."
+        return error_response(status, message)
+
+    @app.errorhandler(exc.OperationalError)
+    @app.errorhandler(exc.InterfaceError)
+    @app.errorhandler(exc.TimeoutError)
+    def _store_unavailable(error: Exception) -> Response:
+        log.warning("store unavailable: %s", error.__class__.__name__, exc_info=error)
+        return error_response(503, StoreUnavailable.message, unavailable_headers)
+
+    @app.errorhandler(Exception)
+    def _unexpected(error: Exception) -> Response:
+        if isinstance(error, exc.DBAPIError) and error.connection_invalidated:
+            return _store_unavailable(error)
+        log.exception("unhandled error")
+        return error_response(500, ReceiverError.message)

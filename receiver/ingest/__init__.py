@@ -1,0 +1,1 @@
+"""From raw request bytes to stored signals: parse, detect, fingerprint, store."""

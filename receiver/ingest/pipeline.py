@@ -1,0 +1,143 @@
+"""Ingestion: parsed events in, stored signals and one result per event out.
+
+Functions here take a session and `now`, and never commit: the caller owns the transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Session
+
+from receiver.accounts import Sender
+from receiver.ingest import store
+from receiver.ingest.segment import Draft, InvalidEvent, to_draft
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Each event of a body as a Draft, or as the reason it is invalid."""
+
+    items: list[Draft | InvalidEvent]
+
+    @property
+    def drafts(self) -> list[Draft]:
+        return [item for item in self.items if isinstance(item, Draft)]
+
+
+@dataclass
+class Outcome:
+    results: list[dict[str, Any]]
+    stored: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "received": len(self.results),
+            "stored": self.stored,
+            "duplicates": self.duplicates,
+            "results": self.results,
+        }
+
+
+class OverBudget(Exception):
+    """The new signals of a body do not all fit in the month's limit."""
+
+    def __init__(
+        self, sender: Sender, prepared: Prepared, new_hashes: list[bytes], now: datetime
+    ) -> None:
+        super().__init__("over the month's limit")
+        self.sender = sender
+        self.prepared = prepared
+        self.new_hashes = new_hashes
+        self.now = now
+
+    def store_what_fits(self, session: Session) -> Outcome:
+        return store_within_budget(session, self.sender, self.prepared, self.now, self.new_hashes)
+
+
+def prepare(
+    events: Sequence[Any],
+    received_at: datetime,
+    max_event_bytes: int,
+    default_type: str | None = None,
+) -> Prepared:
+    items: list[Draft | InvalidEvent] = []
+    for event in events:
+        try:
+            items.append(to_draft(event, received_at, max_event_bytes, default_type))
+        except InvalidEvent as invalid:
+            items.append(invalid)
+    return Prepared(items)
+
+
+def store_all(session: Session, sender: Sender, prepared: Prepared, now: datetime) -> Outcome:
+    """Store every new signal, or raise OverBudget if they do not fit in the month's limit."""
+    drafts = prepared.drafts
+    inserted = _insert(session, sender, drafts, now)
+    period_start, _ = store.period_of(now)
+    if not store.claim_usage(
+        session, sender.account_id, period_start, len(inserted), sender.signal_limit
+    ):
+        new_hashes = [d.content_hash for d in drafts if d.content_hash in inserted]
+        raise OverBudget(sender, prepared, new_hashes, now)
+    return _outcome(prepared, inserted, accepted=len(drafts))
+
+
+def store_within_budget(
+    session: Session, sender: Sender, prepared: Prepared, now: datetime, new_hashes: Sequence[bytes]
+) -> Outcome:
+    """Store the events of a body up to the last new one that still fits in the limit.
+    The counter stays locked until commit, so what is left cannot shrink meanwhile."""
+    period_start, _ = store.period_of(now)
+    remaining = store.lock_remaining_usage(
+        session, sender.account_id, period_start, sender.signal_limit
+    )
+    fitting = set(new_hashes[:remaining])
+    drafts = prepared.drafts
+    accepted = len(drafts)
+    for position, draft in enumerate(drafts):
+        if draft.content_hash in new_hashes and draft.content_hash not in fitting:
+            accepted = position
+            break
+    inserted = _insert(session, sender, drafts[:accepted], now)
+    if not store.claim_usage(
+        session, sender.account_id, period_start, len(inserted), sender.signal_limit
+    ):
+        raise AssertionError("a locked counter refused what it had left")
+    return _outcome(prepared, inserted, accepted)
+
+
+def _insert(
+    session: Session, sender: Sender, drafts: Sequence[Draft], now: datetime
+) -> dict[bytes, int]:
+    placements = [store.Placement(lead_id=None, is_cold=d.identified) for d in drafts]
+    return store.insert_signals(session, sender.account_id, drafts, placements, now)
+
+
+def _outcome(prepared: Prepared, inserted: dict[bytes, int], accepted: int) -> Outcome:
+    """One result per event, in order. Of two copies in one body, the first is stored."""
+    outcome = Outcome(results=[])
+    claimed: set[bytes] = set()
+    position = 0
+    for item in prepared.items:
+        if isinstance(item, InvalidEvent):
+            outcome.results.append({"status": "invalid", "messageId": None, "message": str(item)})
+            continue
+        if position >= accepted:
+            status = "rejected"
+            outcome.rejected += 1
+        elif item.content_hash in inserted and item.content_hash not in claimed:
+            claimed.add(item.content_hash)
+            status = "cold" if item.identified else "stored"
+            outcome.stored += 1
+        else:
+            status = "duplicate"
+            outcome.duplicates += 1
+        position += 1
+        outcome.results.append({"status": status, "messageId": item.message_id})
+    return outcome

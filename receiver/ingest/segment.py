@@ -1,0 +1,140 @@
+"""Recognise Segment events (camelCase or snake_case) and read what the store indexes.
+
+Anything that carries none of Segment's identity fields is a generic webhook signal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from receiver.ingest.fingerprint import canonical_json, content_hash
+
+SEGMENT_TYPES = frozenset({"identify", "track", "page", "screen", "group", "alias", "delete"})
+NUL_ESCAPE = b"\\u0000"
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """An event ready to store: what the signals table indexes, and its content hash."""
+
+    source: str
+    event_type: str | None
+    event_name: str | None
+    anonymous_id: str | None
+    user_id: str | None
+    message_id: str | None
+    occurred_at: datetime
+    payload: dict[str, Any]
+    content_hash: bytes
+
+    @property
+    def identified(self) -> bool:
+        return self.anonymous_id is not None or self.user_id is not None
+
+
+class InvalidEvent(ValueError):
+    """An event this receiver cannot store; the message says why."""
+
+
+def field(event: dict[str, Any], camel: str, snake: str) -> Any:
+    value = event.get(camel)
+    return event.get(snake) if value is None else value
+
+
+def identifier(event: dict[str, Any], camel: str, snake: str) -> str | None:
+    value = field(event, camel, snake)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise InvalidEvent(f"`{camel}` must be a string.")
+    text = str(value).strip()
+    return text or None
+
+
+def looks_like_segment(event: dict[str, Any]) -> bool:
+    return any(
+        field(event, camel, snake) is not None
+        for camel, snake in (
+            ("anonymousId", "anonymous_id"),
+            ("userId", "user_id"),
+            ("messageId", "message_id"),
+        )
+    )
+
+
+def to_draft(
+    event: Any, received_at: datetime, max_bytes: int, default_type: str | None = None
+) -> Draft:
+    if not isinstance(event, dict):
+        raise InvalidEvent("An event must be a JSON object.")
+    if default_type is not None and "type" not in event:
+        event = {**event, "type": default_type}
+    canonical = canonical_json(event)
+    if len(canonical) > max_bytes:
+        raise InvalidEvent(f"Event larger than {max_bytes // 1024} KB.")
+    if NUL_ESCAPE in canonical:
+        raise InvalidEvent("Event contains a NUL character, which cannot be stored.")
+    digest = content_hash(canonical)
+    if looks_like_segment(event):
+        return _segment_draft(event, received_at, digest)
+    return Draft(
+        "webhook",
+        None,
+        _generic_name(event),
+        None,
+        None,
+        None,
+        occurred_at(event, received_at),
+        event,
+        digest,
+    )
+
+
+def _segment_draft(event: dict[str, Any], received_at: datetime, digest: bytes) -> Draft:
+    kind = event.get("type")
+    if not isinstance(kind, str) or kind not in SEGMENT_TYPES:
+        raise InvalidEvent(f"`type` must be one of {', '.join(sorted(SEGMENT_TYPES))}.")
+    for name in ("traits", "properties", "context"):
+        if event.get(name) is not None and not isinstance(event[name], dict):
+            raise InvalidEvent(f"`{name}` must be an object.")
+    return Draft(
+        source="segment",
+        event_type=kind,
+        event_name=_segment_name(event, kind),
+        anonymous_id=identifier(event, "anonymousId", "anonymous_id"),
+        user_id=identifier(event, "userId", "user_id"),
+        message_id=identifier(event, "messageId", "message_id"),
+        occurred_at=occurred_at(event, received_at),
+        payload=event,
+        content_hash=digest,
+    )
+
+
+def _segment_name(event: dict[str, Any], kind: str) -> str | None:
+    name = event.get("event") if kind == "track" else event.get("name")
+    if kind in ("page", "screen") and name is None:
+        name = (event.get("properties") or {}).get("name")
+    return name if isinstance(name, str) and name else None
+
+
+def _generic_name(event: dict[str, Any]) -> str | None:
+    for key in ("event", "event_name", "eventName", "type", "name"):
+        value = event.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def occurred_at(event: dict[str, Any], received_at: datetime) -> datetime:
+    """When the event happened by the sender's clock, or when it arrived."""
+    for camel, snake in (("timestamp", "timestamp"), ("originalTimestamp", "original_timestamp")):
+        value = field(event, camel, snake)
+        if isinstance(value, str):
+            try:
+                parsed = datetime.fromisoformat(value)
+            except ValueError:
+                continue
+            return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return received_at

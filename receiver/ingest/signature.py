@@ -1,0 +1,40 @@
+"""Shared-secret checks over the bytes exactly as received."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Mapping
+
+from werkzeug.datastructures import Headers
+
+from receiver.ingest.parse import first_element_span
+
+SIGNATURE_HEADERS = ("X-Signature", "X-Segment-Signature")
+
+
+def hmac_sha1_hex(secret: str, message: bytes) -> str:
+    return hmac.new(secret.encode(), message, hashlib.sha1).hexdigest()
+
+
+def signature_matches(secret: str, raw_body: bytes, signature: str) -> bool:
+    """The signature covers the whole body or, for a JSON array, the raw text of its first
+    element: Segment's Webhooks (Actions) destination signs only that when it batches."""
+    candidates = [raw_body]
+    first = first_element_span(raw_body)
+    if first is not None:
+        candidates.append(raw_body[first[0] : first[1]])
+    given = signature.strip().lower().encode()
+    matches = [hmac.compare_digest(hmac_sha1_hex(secret, c).encode(), given) for c in candidates]
+    return any(matches)
+
+
+def secret_presented(secret: str, headers: Headers | Mapping[str, str], raw_body: bytes) -> bool:
+    given = headers.get("X-Api-Secret")
+    if given is not None:
+        return hmac.compare_digest(given.encode(), secret.encode())
+    for name in SIGNATURE_HEADERS:
+        signature = headers.get(name)
+        if signature is not None:
+            return signature_matches(secret, raw_body, signature)
+    return False

@@ -1,0 +1,121 @@
+"""Set-based writes of signals and of the plan counter. Uniqueness is the database's job:
+every insert is ON CONFLICT DO NOTHING, never a read before a write."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session
+
+from receiver.ingest.segment import Draft
+from receiver.models import signals_table, usage_table
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where a new signal goes: onto a lead, into cold storage, or neither (generic)."""
+
+    lead_id: int | None
+    is_cold: bool
+
+
+def upsert(session: Session, table: sa.Table) -> Any:
+    dialect = session.get_bind().dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+
+
+def insert_signals(
+    session: Session,
+    account_id: int,
+    drafts: Sequence[Draft],
+    placements: Sequence[Placement],
+    received_at: datetime,
+) -> dict[bytes, int]:
+    """Insert the drafts in as few statements as the driver allows; returns the id of each
+    newly stored signal by content hash. Duplicates of stored signals are skipped."""
+    if not drafts:
+        return {}
+    rows = [
+        {
+            "account_id": account_id,
+            "source": d.source,
+            "event_type": d.event_type,
+            "event_name": d.event_name,
+            "anonymous_id": d.anonymous_id,
+            "user_id": d.user_id,
+            "message_id": d.message_id,
+            "content_hash": d.content_hash,
+            "payload": d.payload,
+            "occurred_at": d.occurred_at,
+            "received_at": received_at,
+            "lead_id": p.lead_id,
+            "is_cold": p.is_cold,
+        }
+        for d, p in zip(drafts, placements, strict=True)
+    ]
+    c = signals_table.c
+    statement = (
+        upsert(session, signals_table)
+        .on_conflict_do_nothing(index_elements=[c.account_id, c.content_hash])
+        .returning(c.content_hash, c.id)
+    )
+    return {digest: signal_id for digest, signal_id in session.execute(statement, rows)}
+
+
+def period_of(now: datetime) -> tuple[date, datetime]:
+    """The calendar month (UTC) holding now: its first day, and when the next one starts."""
+    start = now.date().replace(day=1)
+    next_year, next_month = (
+        (start.year + 1, 1) if start.month == 12 else (start.year, start.month + 1)
+    )
+    return start, datetime(next_year, next_month, 1, tzinfo=now.tzinfo)
+
+
+def claim_usage(
+    session: Session, account_id: int, period_start: date, count: int, limit: int
+) -> bool:
+    """Add count to the month's counter if the total stays within limit, atomically. The row
+    lock this takes is held until commit, so concurrent claims can never overshoot."""
+    if count == 0:
+        return True
+    if count > limit:
+        return False
+    c = usage_table.c
+    statement = upsert(session, usage_table).values(
+        account_id=account_id, period_start=period_start, used=count
+    )
+    statement = statement.on_conflict_do_update(
+        index_elements=[c.account_id, c.period_start],
+        set_={"used": c.used + count},
+        where=c.used + count <= limit,
+    ).returning(c.used)
+    return session.execute(statement).first() is not None
+
+
+def lock_remaining_usage(session: Session, account_id: int, period_start: date, limit: int) -> int:
+    """How much of the limit is left this month, with the counter locked until commit."""
+    c = usage_table.c
+    session.execute(
+        upsert(session, usage_table)
+        .values(account_id=account_id, period_start=period_start, used=0)
+        .on_conflict_do_nothing(index_elements=[c.account_id, c.period_start])
+    )
+    used = session.execute(
+        sa.select(c.used)
+        .where(c.account_id == account_id, c.period_start == period_start)
+        .with_for_update()
+    ).scalar_one()
+    return max(0, limit - used)
+
+
+def used_this_period(session: Session, account_id: int, period_start: date) -> int:
+    c = usage_table.c
+    used = session.execute(
+        sa.select(c.used).where(c.account_id == account_id, c.period_start == period_start)
+    ).scalar()
+    return used or 0

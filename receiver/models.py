@@ -1,0 +1,153 @@
+"""The tables. Every primary and unique key leads with account_id, so the store can be
+distributed by account later without a redesign.
+
+The schema itself is created and evolved by the Alembic migrations in receiver/migrations;
+tests check that these models and the migrations agree.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, SQLModel
+
+JSONDocument = sa.JSON().with_variant(JSONB(), "postgresql")
+Timestamp = sa.DateTime(timezone=True)
+
+
+def _id_column() -> Any:
+    return sa.Column(
+        "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), sa.Identity(), primary_key=True
+    )
+
+
+def _account_column() -> Any:
+    return sa.Column(
+        "account_id",
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+        sa.ForeignKey("accounts.id", ondelete="CASCADE"),
+        primary_key=True,
+    )
+
+
+class Account(SQLModel, table=True):
+    __tablename__ = "accounts"
+
+    id: int | None = Field(
+        default=None,
+        sa_column=sa.Column(
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"), sa.Identity(), primary_key=True
+        ),
+    )
+    name: str
+    plan: str
+    signal_limit: int = Field(sa_type=sa.BigInteger)
+    cold_retention_days: int = 90
+    created_at: datetime = Field(sa_type=Timestamp)
+
+
+class ApiKey(SQLModel, table=True):
+    __tablename__ = "api_keys"
+    __table_args__ = (sa.UniqueConstraint("account_id", "key_hash"),)
+
+    account_id: int = Field(sa_column=_account_column())
+    id: int | None = Field(default=None, sa_column=_id_column())
+    prefix: str
+    key_hash: bytes
+    # Needed in clear to verify HMAC signatures; no analyst view exposes this table.
+    secret: str | None = None
+    created_at: datetime = Field(sa_type=Timestamp)
+    revoked_at: datetime | None = Field(default=None, sa_type=Timestamp)
+
+
+class AdminToken(SQLModel, table=True):
+    __tablename__ = "admin_tokens"
+    __table_args__ = (sa.UniqueConstraint("account_id", "token_hash"),)
+
+    account_id: int = Field(sa_column=_account_column())
+    id: int | None = Field(default=None, sa_column=_id_column())
+    prefix: str
+    token_hash: bytes
+    created_at: datetime = Field(sa_type=Timestamp)
+    revoked_at: datetime | None = Field(default=None, sa_type=Timestamp)
+
+
+class UsageCounter(SQLModel, table=True):
+    """Raw signals stored per account and calendar month (UTC)."""
+
+    __tablename__ = "usage_counters"
+
+    account_id: int = Field(sa_column=_account_column())
+    period_start: date = Field(primary_key=True)
+    used: int = Field(default=0, sa_type=sa.BigInteger)
+
+
+class Lead(SQLModel, table=True):
+    __tablename__ = "leads"
+    __table_args__ = (sa.UniqueConstraint("account_id", "email"),)
+
+    account_id: int = Field(sa_column=_account_column())
+    id: int | None = Field(default=None, sa_column=_id_column())
+    email: str
+    name: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    company: str | None = None
+    title: str | None = None
+    traits: dict[str, Any] = Field(default_factory=dict, sa_type=JSONDocument)
+    # Event time of the identify that last set each trait, so a late one never wins.
+    trait_times: dict[str, str] = Field(default_factory=dict, sa_type=JSONDocument)
+    first_seen_at: datetime = Field(sa_type=Timestamp)
+    last_seen_at: datetime = Field(sa_type=Timestamp)
+    created_at: datetime = Field(sa_type=Timestamp)
+
+
+class Signal(SQLModel, table=True):
+    """One row per raw event. A signal is cold while it waits for its visitor to be identified:
+    is_cold is true and lead_id is null. Rehydration flips both in one set-based UPDATE."""
+
+    __tablename__ = "signals"
+    __table_args__ = (
+        sa.UniqueConstraint("account_id", "content_hash"),
+        sa.Index(
+            "ix_signals_cold_anonymous",
+            "account_id",
+            "anonymous_id",
+            postgresql_where=sa.text("is_cold"),
+            sqlite_where=sa.text("is_cold"),
+        ),
+        sa.Index(
+            "ix_signals_cold_user",
+            "account_id",
+            "user_id",
+            postgresql_where=sa.text("is_cold"),
+            sqlite_where=sa.text("is_cold"),
+        ),
+        sa.Index("ix_signals_lead", "account_id", "lead_id", "occurred_at"),
+        sa.Index("ix_signals_message", "account_id", "message_id"),
+    )
+
+    account_id: int = Field(sa_column=_account_column())
+    id: int | None = Field(default=None, sa_column=_id_column())
+    source: str
+    event_type: str | None = None
+    event_name: str | None = None
+    anonymous_id: str | None = None
+    user_id: str | None = None
+    message_id: str | None = None
+    content_hash: bytes
+    payload: dict[str, Any] = Field(sa_type=JSONDocument)
+    occurred_at: datetime = Field(sa_type=Timestamp)
+    received_at: datetime = Field(sa_type=Timestamp)
+    lead_id: int | None = Field(default=None, sa_type=sa.BigInteger)
+    is_cold: bool = False
+    # The signal whose identity resolution moved this one onto its lead.
+    linked_by_signal_id: int | None = Field(default=None, sa_type=sa.BigInteger)
+    linked_at: datetime | None = Field(default=None, sa_type=Timestamp)
+
+
+signals_table: sa.Table = Signal.__table__  # type: ignore[attr-defined]
+usage_table: sa.Table = UsageCounter.__table__  # type: ignore[attr-defined]

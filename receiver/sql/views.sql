@@ -1,0 +1,47 @@
+-- The analyst views of CONTRACT section 4. `receiver init-db` recreates them on every run, so
+-- this file is their one definition. Column names are a promise; new columns go at the end.
+
+DROP VIEW IF EXISTS signal_feed;
+CREATE VIEW signal_feed AS
+SELECT
+    s.id AS signal_id,
+    s.account_id,
+    s.lead_id,
+    l.email,
+    s.source,
+    s.event_type,
+    s.event_name,
+    NULL::text AS mapped_name,
+    NULL::integer AS score,
+    s.anonymous_id,
+    s.user_id,
+    s.occurred_at,
+    s.received_at,
+    COALESCE(s.payload -> 'properties', s.payload -> 'traits') AS properties,
+    s.is_cold,
+    s.message_id,
+    s.linked_by_signal_id,
+    s.payload
+FROM signals s
+LEFT JOIN leads l ON l.account_id = s.account_id AND l.id = s.lead_id;
+
+DROP VIEW IF EXISTS lead_summary;
+CREATE VIEW lead_summary AS
+SELECT
+    l.account_id,
+    l.id AS lead_id,
+    l.email,
+    l.name,
+    l.company,
+    l.title,
+    COALESCE(agg.signal_count, 0) AS signal_count,
+    0::bigint AS score,
+    COALESCE(agg.first_seen_at, l.first_seen_at) AS first_seen_at,
+    COALESCE(agg.last_seen_at, l.last_seen_at) AS last_seen_at
+FROM leads l
+LEFT JOIN LATERAL (
+    SELECT count(*) AS signal_count, min(s.occurred_at) AS first_seen_at,
+           max(s.occurred_at) AS last_seen_at
+    FROM signals s
+    WHERE s.account_id = l.account_id AND s.lead_id = l.id
+) agg ON true;
