@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import click
 from flask import Flask, current_app
 from flask.cli import FlaskGroup, with_appcontext
+from werkzeug.serving import run_simple
 
 from receiver import accounts, db
 from receiver.config import current_settings
@@ -97,7 +98,8 @@ def serve_command(host: str, port: int) -> None:
         click.echo(f"  admin token:  {created.admin_token}")
     else:
         click.echo("accounts exist; `receiver create-account NAME` makes another")
-    app.run(host=host, port=port, threaded=True)
+    # app.run() does nothing under the flask CLI, which this command is part of.
+    run_simple(host, port, app, threaded=True)
 
 
 def init_app(app: Flask) -> None:

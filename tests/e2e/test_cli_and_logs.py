@@ -1,0 +1,66 @@
+"""The real CLI and what the server writes to its logs."""
+
+from __future__ import annotations
+
+import subprocess
+
+import orjson
+import requests
+
+from tests.builders import track
+from tests.e2e.conftest import cli, create_account
+
+
+def test_init_db_is_idempotent_and_prints_a_line_per_step(postgres_url):
+    output = cli(postgres_url, "init-db").stdout
+    assert "schema: at revision" in output
+    assert "views: signal_feed, lead_summary" in output
+    assert cli(postgres_url, "init-db").stdout == output
+
+
+def test_create_account_prints_one_json_object(postgres_url):
+    account = create_account(postgres_url, "--plan", "pro", "--signal-limit", "5")
+    assert set(account) == {"account_id", "api_key", "admin_token", "webhook_path"}
+    assert account["webhook_path"] == f"/webhook/{account['api_key']}"
+
+
+def test_revoked_key_answers_401_from_then_on(server):
+    account = create_account(server.database_url)
+    url = server.url + account["webhook_path"]
+    assert requests.post(url, data=orjson.dumps(track()), timeout=10).status_code == 200
+    assert "revoked" in cli(server.database_url, "revoke-key", account["api_key"]).stdout
+    assert requests.post(url, data=orjson.dumps(track()), timeout=10).status_code == 401
+
+
+def test_revoking_an_unknown_key_fails(postgres_url):
+    result = subprocess.run(
+        ["receiver", "revoke-key", "rk_1_nope"],
+        capture_output=True,
+        text=True,
+        env={"DATABASE_URL": postgres_url, "PATH": _path()},
+    )
+    assert result.returncode != 0
+    assert "no such API key" in result.stderr
+
+
+def _path():
+    import os
+    import sys
+
+    return os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+
+
+def test_gunicorn_logs_never_hold_a_full_api_key(server):
+    account = create_account(server.database_url)
+    key = account["api_key"]
+    requests.post(server.url + account["webhook_path"], data=orjson.dumps(track()), timeout=10)
+    requests.post(
+        f"{server.url}/v1/batch",
+        data=orjson.dumps({"batch": [track()]}),
+        auth=(key, ""),
+        timeout=10,
+    )
+    requests.post(server.url + account["webhook_path"] + "/v1/batch", data=b"{bad", timeout=10)
+    log = server.log()
+    assert f"/webhook/{key[:9]}" in log  # the access log does have the requests
+    assert key not in log

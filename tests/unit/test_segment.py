@@ -1,0 +1,79 @@
+from datetime import UTC, datetime
+
+import pytest
+
+from receiver.ingest.segment import InvalidEvent, to_draft
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+def draft(event, **kwargs):
+    return to_draft(event, NOW, 32 * 1024, **kwargs)
+
+
+def test_camel_case_segment_track_is_recognised():
+    d = draft(
+        {
+            "type": "track",
+            "event": "Signed Up",
+            "anonymousId": "a",
+            "userId": 42,
+            "messageId": "m",
+            "timestamp": "2026-11-01T10:00:00+02:00",
+        }
+    )
+    assert (d.source, d.event_type, d.event_name) == ("segment", "track", "Signed Up")
+    assert (d.anonymous_id, d.user_id, d.message_id) == ("a", "42", "m")
+    assert d.occurred_at == datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
+
+
+def test_snake_case_segment_page_is_recognised():
+    d = draft(
+        {
+            "type": "page",
+            "name": "Pricing",
+            "anonymous_id": "a",
+            "message_id": "m",
+            "original_timestamp": "2026-11-01T10:00:00Z",
+        }
+    )
+    assert (d.source, d.event_type, d.event_name, d.anonymous_id) == (
+        "segment",
+        "page",
+        "Pricing",
+        "a",
+    )
+    assert d.occurred_at == datetime(2026, 11, 1, 10, 0, tzinfo=UTC)
+
+
+def test_generic_json_is_a_webhook_signal_received_now():
+    d = draft({"event": "invoice.paid", "amount": 10})
+    assert (d.source, d.event_name, d.occurred_at, d.identified) == (
+        "webhook",
+        "invoice.paid",
+        NOW,
+        False,
+    )
+
+
+def test_tracking_api_call_supplies_a_missing_type():
+    assert draft({"userId": "u", "event": "E"}, default_type="track").event_type == "track"
+
+
+@pytest.mark.parametrize(
+    ("event", "reason"),
+    [
+        ({"type": 5, "anonymousId": "a"}, "type"),
+        ({"type": "launch", "anonymousId": "a"}, "type"),
+        ({"type": "identify", "userId": "u", "traits": "ada"}, "traits"),
+        ({"type": "track", "messageId": ["m"]}, "messageId"),
+        ({"type": "track", "userId": True}, "userId"),
+        ({"a": "nul \u0000 here"}, "NUL"),
+        ({"\u0000": 1}, "NUL"),
+        ({"a": "x" * 40_000}, "larger"),
+        (7, "object"),
+    ],
+)
+def test_events_that_cannot_be_stored_are_invalid_with_a_reason(event, reason):
+    with pytest.raises(InvalidEvent, match=reason):
+        draft(event)
