@@ -27,6 +27,8 @@ class Settings:
     default_plan: str = "free"
     default_signal_limit: int = 10_000
     cold_retention_days: int = 90
+    # An anonymousId that has linked to more distinct emails than this stops linking.
+    max_leads_per_identifier: int = 5
     public_url: str = "http://127.0.0.1:8000"
     log_level: str = "INFO"
 

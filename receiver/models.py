@@ -97,6 +97,7 @@ class Lead(SQLModel, table=True):
     last_name: str | None = None
     company: str | None = None
     title: str | None = None
+    group_id: str | None = None
     traits: dict[str, Any] = Field(default_factory=dict, sa_type=JSONDocument)
     # Event time of the identify that last set each trait, so a late one never wins.
     trait_times: dict[str, str] = Field(default_factory=dict, sa_type=JSONDocument)
@@ -128,6 +129,13 @@ class Signal(SQLModel, table=True):
         ),
         sa.Index("ix_signals_lead", "account_id", "lead_id", "occurred_at"),
         sa.Index("ix_signals_message", "account_id", "message_id"),
+        sa.Index(
+            "ix_signals_cold_received",
+            "account_id",
+            "received_at",
+            postgresql_where=sa.text("is_cold"),
+            sqlite_where=sa.text("is_cold"),
+        ),
     )
 
     account_id: int = Field(sa_column=_account_column())
@@ -149,5 +157,53 @@ class Signal(SQLModel, table=True):
     linked_at: datetime | None = Field(default=None, sa_type=Timestamp)
 
 
+class IdentityCluster(SQLModel, table=True):
+    """Identifiers seen together (identify with userId and anonymousId, alias). Once any of
+    them resolves to a lead, the whole cluster belongs to that lead."""
+
+    __tablename__ = "identity_clusters"
+    __table_args__ = (sa.UniqueConstraint("account_id", "lead_id"),)
+
+    account_id: int = Field(sa_column=_account_column())
+    id: int | None = Field(default=None, sa_column=_id_column())
+    lead_id: int | None = Field(default=None, sa_type=sa.BigInteger)
+    created_at: datetime = Field(sa_type=Timestamp)
+
+
+class Identity(SQLModel, table=True):
+    """One identifier (an anonymousId or a userId) and the cluster it belongs to."""
+
+    __tablename__ = "identities"
+    __table_args__ = (sa.Index("ix_identities_cluster", "account_id", "cluster_id"),)
+
+    account_id: int = Field(sa_column=_account_column())
+    kind: str = Field(primary_key=True)
+    value: str = Field(primary_key=True)
+    cluster_id: int = Field(sa_type=sa.BigInteger)
+    # The distinct leads this identifier has been linked to, oldest first.
+    lead_history: list[int] = Field(default_factory=list, sa_type=JSONDocument)
+    # Set when it linked to too many leads: it links nobody from then on (merge safety).
+    blocked_at: datetime | None = Field(default=None, sa_type=Timestamp)
+    linked_by_signal_id: int | None = Field(default=None, sa_type=sa.BigInteger)
+    created_at: datetime = Field(sa_type=Timestamp)
+    updated_at: datetime = Field(sa_type=Timestamp)
+
+
+class Company(SQLModel, table=True):
+    """A Segment group, with its traits."""
+
+    __tablename__ = "companies"
+
+    account_id: int = Field(sa_column=_account_column())
+    group_id: str = Field(primary_key=True)
+    name: str | None = None
+    traits: dict[str, Any] = Field(default_factory=dict, sa_type=JSONDocument)
+    updated_at: datetime = Field(sa_type=Timestamp)
+
+
 signals_table: sa.Table = Signal.__table__  # type: ignore[attr-defined]
 usage_table: sa.Table = UsageCounter.__table__  # type: ignore[attr-defined]
+leads_table: sa.Table = Lead.__table__  # type: ignore[attr-defined]
+identities_table: sa.Table = Identity.__table__  # type: ignore[attr-defined]
+clusters_table: sa.Table = IdentityCluster.__table__  # type: ignore[attr-defined]
+companies_table: sa.Table = Company.__table__  # type: ignore[attr-defined]

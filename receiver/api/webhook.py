@@ -13,6 +13,7 @@ from receiver.accounts import Sender, find_sender
 from receiver.config import current_settings
 from receiver.db import engine_of, run_transaction
 from receiver.errors import BadRequest, OverLimit, Unauthorized
+from receiver.identity.resolve import Policy
 from receiver.ingest.parse import parse_events
 from receiver.ingest.pipeline import (
     Outcome,
@@ -80,7 +81,8 @@ def receive(api_key: str | None, default_type: str | None = None) -> Response:
 
     def first_attempt(session: Session) -> Outcome:
         sender = authenticate(session, api_key, raw)
-        return store_all(session, sender, parse(raw, now, default_type), now)
+        policy = Policy(current_settings().max_leads_per_identifier)
+        return store_all(session, sender, parse(raw, now, default_type), now, policy)
 
     try:
         outcome = run_transaction(engine, first_attempt)

@@ -5,6 +5,7 @@ Functions here take a session and `now`, and never commit: the caller owns the t
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,8 +14,14 @@ from typing import Any
 from sqlmodel import Session
 
 from receiver.accounts import Sender
+from receiver.identity import resolve
+from receiver.identity.locks import EXCLUSIVE, SHARED, lock_account
+from receiver.identity.resolve import Applied, Policy
 from receiver.ingest import store
 from receiver.ingest.segment import Draft, InvalidEvent, to_draft
+
+log = logging.getLogger(__name__)
+DEFAULT_POLICY = Policy()
 
 
 @dataclass(frozen=True)
@@ -48,16 +55,24 @@ class OverBudget(Exception):
     """The new signals of a body do not all fit in the month's limit."""
 
     def __init__(
-        self, sender: Sender, prepared: Prepared, new_hashes: list[bytes], now: datetime
+        self,
+        sender: Sender,
+        prepared: Prepared,
+        new_hashes: list[bytes],
+        now: datetime,
+        policy: Policy,
     ) -> None:
         super().__init__("over the month's limit")
         self.sender = sender
         self.prepared = prepared
         self.new_hashes = new_hashes
         self.now = now
+        self.policy = policy
 
     def store_what_fits(self, session: Session) -> Outcome:
-        return store_within_budget(session, self.sender, self.prepared, self.now, self.new_hashes)
+        return store_within_budget(
+            session, self.sender, self.prepared, self.now, self.new_hashes, self.policy
+        )
 
 
 def prepare(
@@ -75,21 +90,32 @@ def prepare(
     return Prepared(items)
 
 
-def store_all(session: Session, sender: Sender, prepared: Prepared, now: datetime) -> Outcome:
+def store_all(
+    session: Session,
+    sender: Sender,
+    prepared: Prepared,
+    now: datetime,
+    policy: Policy = DEFAULT_POLICY,
+) -> Outcome:
     """Store every new signal, or raise OverBudget if they do not fit in the month's limit."""
     drafts = prepared.drafts
-    inserted = _insert(session, sender, drafts, now)
+    applied = _apply(session, sender.account_id, drafts, now, policy)
     period_start, _ = store.period_of(now)
     if not store.claim_usage(
-        session, sender.account_id, period_start, len(inserted), sender.signal_limit
+        session, sender.account_id, period_start, len(applied.inserted), sender.signal_limit
     ):
-        new_hashes = [d.content_hash for d in drafts if d.content_hash in inserted]
-        raise OverBudget(sender, prepared, new_hashes, now)
-    return _outcome(prepared, inserted, accepted=len(drafts))
+        new_hashes = [d.content_hash for d in drafts if d.content_hash in applied.inserted]
+        raise OverBudget(sender, prepared, new_hashes, now, policy)
+    return _outcome(prepared, applied, accepted=len(drafts))
 
 
 def store_within_budget(
-    session: Session, sender: Sender, prepared: Prepared, now: datetime, new_hashes: Sequence[bytes]
+    session: Session,
+    sender: Sender,
+    prepared: Prepared,
+    now: datetime,
+    new_hashes: Sequence[bytes],
+    policy: Policy = DEFAULT_POLICY,
 ) -> Outcome:
     """Store the events of a body up to the last new one that still fits in the limit.
     The counter stays locked until commit, so what is left cannot shrink meanwhile."""
@@ -104,22 +130,42 @@ def store_within_budget(
         if draft.content_hash in new_hashes and draft.content_hash not in fitting:
             accepted = position
             break
-    inserted = _insert(session, sender, drafts[:accepted], now)
+    applied = _apply(session, sender.account_id, drafts[:accepted], now, policy)
     if not store.claim_usage(
-        session, sender.account_id, period_start, len(inserted), sender.signal_limit
+        session, sender.account_id, period_start, len(applied.inserted), sender.signal_limit
     ):
         raise AssertionError("a locked counter refused what it had left")
-    return _outcome(prepared, inserted, accepted)
+    return _outcome(prepared, applied, accepted)
 
 
-def _insert(
-    session: Session, sender: Sender, drafts: Sequence[Draft], now: datetime
-) -> dict[bytes, int]:
-    placements = [store.Placement(lead_id=None, is_cold=d.identified) for d in drafts]
-    return store.insert_signals(session, sender.account_id, drafts, placements, now)
+def _apply(
+    session: Session, account_id: int, drafts: Sequence[Draft], now: datetime, policy: Policy
+) -> Applied:
+    """Store drafts in order: runs of plain events set-based, identity events one by one, so
+    that each event sees the identities of the events before it."""
+    applied = Applied()
+    if any(resolve.changes_identity(d) for d in drafts):
+        lock_account(session, account_id, EXCLUSIVE)
+    elif any(d.identified for d in drafts):
+        lock_account(session, account_id, SHARED)
+    run: list[Draft] = []
+    for draft in drafts:
+        if resolve.changes_identity(draft):
+            resolve.store_run(session, account_id, run, now, applied)
+            run = []
+            resolve.apply_identity_event(session, account_id, draft, now, policy, applied)
+        else:
+            run.append(draft)
+    resolve.store_run(session, account_id, run, now, applied)
+    if applied.cold and any(resolve.changes_identity(d) for d in drafts):
+        # An identify later in the body may have rehydrated signals stored cold before it.
+        applied.cold = store.still_cold(session, account_id, applied.cold)
+    if applied.blocked:
+        log.warning("identifiers blocked from linking (too many leads): %d", len(applied.blocked))
+    return applied
 
 
-def _outcome(prepared: Prepared, inserted: dict[bytes, int], accepted: int) -> Outcome:
+def _outcome(prepared: Prepared, applied: Applied, accepted: int) -> Outcome:
     """One result per event, in order. Of two copies in one body, the first is stored."""
     outcome = Outcome(results=[])
     claimed: set[bytes] = set()
@@ -128,16 +174,18 @@ def _outcome(prepared: Prepared, inserted: dict[bytes, int], accepted: int) -> O
         if isinstance(item, InvalidEvent):
             outcome.results.append({"status": "invalid", "messageId": None, "message": str(item)})
             continue
+        result = {"status": "duplicate", "messageId": item.message_id}
         if position >= accepted:
-            status = "rejected"
+            result["status"] = "rejected"
             outcome.rejected += 1
-        elif item.content_hash in inserted and item.content_hash not in claimed:
+        elif item.content_hash in applied.deleted:
+            result.update(status="stored", action="deleted")
+        elif item.content_hash in applied.inserted and item.content_hash not in claimed:
             claimed.add(item.content_hash)
-            status = "cold" if item.identified else "stored"
+            result["status"] = "cold" if item.content_hash in applied.cold else "stored"
             outcome.stored += 1
         else:
-            status = "duplicate"
             outcome.duplicates += 1
         position += 1
-        outcome.results.append({"status": status, "messageId": item.message_id})
+        outcome.results.append(result)
     return outcome

@@ -119,3 +119,23 @@ def used_this_period(session: Session, account_id: int, period_start: date) -> i
         sa.select(c.used).where(c.account_id == account_id, c.period_start == period_start)
     ).scalar()
     return used or 0
+
+
+def attach(session: Session, account_id: int, signal_id: int, lead_id: int, now: datetime) -> None:
+    """Put one signal on a lead (the event that resolved it, whatever identifiers it had)."""
+    c = signals_table.c
+    session.execute(
+        sa.update(signals_table)
+        .where(c.account_id == account_id, c.id == signal_id)
+        .values(lead_id=lead_id, is_cold=False, linked_by_signal_id=signal_id, linked_at=now)
+    )
+
+
+def still_cold(session: Session, account_id: int, hashes: set[bytes]) -> set[bytes]:
+    c = signals_table.c
+    rows = session.execute(
+        sa.select(c.content_hash).where(
+            c.account_id == account_id, c.is_cold, c.content_hash.in_(hashes)
+        )
+    )
+    return set(rows.scalars())

@@ -1,0 +1,135 @@
+"""Leads: one per account and email, enriched from traits, forgotten on request."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session
+
+from receiver.identity.enrichment import lead_fields, merge_traits
+from receiver.ingest.store import upsert
+from receiver.models import companies_table, leads_table, signals_table
+
+
+def lead_for_email(
+    session: Session, account_id: int, email: str, at: datetime, now: datetime
+) -> int:
+    c = leads_table.c
+    created = session.execute(
+        upsert(session, leads_table)
+        .values(
+            account_id=account_id,
+            email=email,
+            traits={},
+            trait_times={},
+            first_seen_at=at,
+            last_seen_at=at,
+            created_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=[c.account_id, c.email])
+        .returning(c.id)
+    ).scalar()
+    if created is not None:
+        return created
+    return session.execute(
+        sa.select(c.id).where(c.account_id == account_id, c.email == email)
+    ).scalar_one()
+
+
+def enrich(
+    session: Session, account_id: int, lead_id: int, traits: dict[str, Any], at: datetime
+) -> None:
+    """Merge traits into the lead, each kept only if no newer identify set it already."""
+    c = leads_table.c
+    where = (c.account_id == account_id, c.id == lead_id)
+    row = session.execute(
+        sa.select(c.traits, c.trait_times, c.company).where(*where).with_for_update()
+    ).one()
+    merged, times = merge_traits(row.traits, row.trait_times, traits, at)
+    fields = lead_fields(merged)
+    if fields["company"] is None:
+        fields["company"] = row.company  # from a group call, kept until traits name one
+    session.execute(
+        sa.update(leads_table).where(*where).values(traits=merged, trait_times=times, **fields)
+    )
+
+
+def touch(session: Session, account_id: int, spans: dict[int, tuple[datetime, datetime]]) -> None:
+    """Widen each lead's first and last seen to the event times of its new signals. In lead id
+    order, so that two transactions never wait on each other's leads."""
+    c = leads_table.c
+    for lead_id in sorted(spans):
+        earliest, latest = spans[lead_id]
+        session.execute(
+            sa.update(leads_table)
+            .where(c.account_id == account_id, c.id == lead_id)
+            .values(
+                first_seen_at=sa.case(
+                    (c.first_seen_at > earliest, earliest), else_=c.first_seen_at
+                ),
+                last_seen_at=sa.case((c.last_seen_at < latest, latest), else_=c.last_seen_at),
+            )
+        )
+
+
+def span_of_lead(
+    session: Session, account_id: int, lead_id: int
+) -> tuple[datetime, datetime] | None:
+    s = signals_table.c
+    earliest, latest = session.execute(
+        sa.select(sa.func.min(s.occurred_at), sa.func.max(s.occurred_at)).where(
+            s.account_id == account_id, s.lead_id == lead_id
+        )
+    ).one()
+    return None if earliest is None else (earliest, latest)
+
+
+def record_company(
+    session: Session,
+    account_id: int,
+    group_id: str,
+    traits: dict[str, Any],
+    lead_id: int | None,
+    now: datetime,
+) -> None:
+    name = traits.get("name") if isinstance(traits.get("name"), str) else None
+    c = companies_table.c
+    session.execute(
+        upsert(session, companies_table)
+        .values(account_id=account_id, group_id=group_id, name=name, traits=traits, updated_at=now)
+        .on_conflict_do_update(
+            index_elements=[c.account_id, c.group_id],
+            set_={"name": name, "traits": traits, "updated_at": now},
+        )
+    )
+    if lead_id is not None:
+        lead = leads_table.c
+        session.execute(
+            sa.update(leads_table)
+            .where(lead.account_id == account_id, lead.id == lead_id)
+            .values(group_id=group_id, company=sa.func.coalesce(lead.company, name))
+        )
+
+
+def forget(
+    session: Session,
+    account_id: int,
+    lead_id: int | None,
+    user_ids: Sequence[str],
+    anonymous_ids: Sequence[str],
+) -> int:
+    """Delete a person: their lead, its signals, and every signal of their identifiers."""
+    s = signals_table.c
+    mine = [s.user_id.in_(user_ids), sa.and_(s.is_cold, s.anonymous_id.in_(anonymous_ids))]
+    if lead_id is not None:
+        mine.append(s.lead_id == lead_id)
+    deleted = session.execute(
+        sa.delete(signals_table).where(s.account_id == account_id, sa.or_(*mine))
+    ).rowcount  # type: ignore[attr-defined]
+    if lead_id is not None:
+        c = leads_table.c
+        session.execute(sa.delete(leads_table).where(c.account_id == account_id, c.id == lead_id))
+    return int(deleted)

@@ -1,0 +1,164 @@
+"""Placing signals: onto a lead, into cold storage, or neither; and the effects of identity
+events (identify, alias, group, delete) on the graph and on leads."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlmodel import Session
+
+from receiver.identity import graph, leads
+from receiver.identity.identifiers import normalise_email, traits_of, usable
+from receiver.ingest import store
+from receiver.ingest.segment import Draft
+
+IDENTITY_TYPES = frozenset({"identify", "alias", "group", "delete"})
+
+
+@dataclass
+class Applied:
+    """What storing a body did: new signals by content hash, those left cold, deletions."""
+
+    inserted: dict[bytes, int] = field(default_factory=dict)
+    cold: set[bytes] = field(default_factory=set)
+    deleted: set[bytes] = field(default_factory=set)
+    blocked: list[graph.Key] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Policy:
+    max_leads_per_identifier: int = 5
+
+
+def changes_identity(draft: Draft) -> bool:
+    return draft.source == "segment" and draft.event_type in IDENTITY_TYPES
+
+
+def store_run(
+    session: Session, account_id: int, drafts: Sequence[Draft], now: datetime, applied: Applied
+) -> None:
+    """Insert events that change no identity, each placed by the graph as it stands."""
+    if not drafts:
+        return
+    known = graph.lookup(session, account_id, (k for d in drafts for k in graph.keys_of(d)))
+    placements = [_placement(draft, known) for draft in drafts]
+    inserted = store.insert_signals(session, account_id, drafts, placements, now)
+    spans: dict[int, tuple[datetime, datetime]] = {}
+    for draft, placement in zip(drafts, placements, strict=True):
+        if draft.content_hash not in inserted or draft.content_hash in applied.inserted:
+            continue
+        if placement.is_cold:
+            applied.cold.add(draft.content_hash)
+        if placement.lead_id is not None:
+            spans[placement.lead_id] = _widen(spans.get(placement.lead_id), draft.occurred_at)
+    applied.inserted.update(inserted)
+    leads.touch(session, account_id, spans)
+
+
+def _placement(draft: Draft, known: dict[graph.Key, graph.Known]) -> store.Placement:
+    keys = graph.linkable(graph.keys_of(draft), known)
+    lead_id = graph.lead_of(keys, known)
+    return store.Placement(lead_id=lead_id, is_cold=lead_id is None and bool(keys))
+
+
+def _widen(span: tuple[datetime, datetime] | None, at: datetime) -> tuple[datetime, datetime]:
+    return (at, at) if span is None else (min(span[0], at), max(span[1], at))
+
+
+def apply_identity_event(
+    session: Session, account_id: int, draft: Draft, now: datetime, policy: Policy, applied: Applied
+) -> None:
+    if draft.event_type == "delete":
+        forget_person(session, account_id, draft)
+        applied.deleted.add(draft.content_hash)
+        return
+    before = len(applied.inserted)
+    store_run(session, account_id, [draft], now, applied)
+    if len(applied.inserted) == before:
+        return  # a redelivery: its effects were applied with the first delivery
+    cause_id = applied.inserted[draft.content_hash]
+    if draft.event_type == "group":
+        _record_group(session, account_id, draft, now)
+        return
+    keys = graph.keys_of(draft)
+    email = None
+    if draft.event_type == "alias":
+        keys += _previous_id_keys(draft)
+    else:
+        email = normalise_email(traits_of(draft.payload).get("email"))
+    resolve(session, account_id, draft, keys, email, cause_id, now, policy, applied)
+
+
+def resolve(
+    session: Session,
+    account_id: int,
+    draft: Draft,
+    keys: list[graph.Key],
+    email: str | None,
+    cause_id: int,
+    now: datetime,
+    policy: Policy,
+    applied: Applied,
+) -> None:
+    """Link the identifiers (to the lead of email, if any), enrich the lead, rehydrate."""
+    lead_id = None
+    if email is not None:
+        lead_id = leads.lead_for_email(session, account_id, email, draft.occurred_at, now)
+    linked = graph.link(
+        session, account_id, keys, lead_id, cause_id, now, policy.max_leads_per_identifier
+    )
+    if linked is None:
+        return
+    applied.blocked.extend(linked.blocked)
+    if linked.lead_id is None:
+        return
+    if draft.event_type == "identify" or email is not None:
+        leads.enrich(
+            session, account_id, linked.lead_id, traits_of(draft.payload), draft.occurred_at
+        )
+    graph.rehydrate(session, account_id, linked.cluster_id, linked.lead_id, cause_id, now)
+    store.attach(session, account_id, cause_id, linked.lead_id, now)
+    applied.cold.discard(draft.content_hash)
+    span = leads.span_of_lead(session, account_id, linked.lead_id)
+    if span is not None:
+        leads.touch(session, account_id, {linked.lead_id: span})
+
+
+def _previous_id_keys(draft: Draft) -> list[graph.Key]:
+    """alias(previousId -> userId): previousId may have been an anonymousId or a userId, and
+    cold signals may carry it as either, so it links as both."""
+    previous = draft.payload.get("previousId", draft.payload.get("previous_id"))
+    if not isinstance(previous, str | int) or usable(str(previous)) is None:
+        return []
+    return [(graph.USER, str(previous)), (graph.ANONYMOUS, str(previous))]
+
+
+def _record_group(session: Session, account_id: int, draft: Draft, now: datetime) -> None:
+    group_id = draft.payload.get("groupId", draft.payload.get("group_id"))
+    if not isinstance(group_id, str | int) or usable(str(group_id)) is None:
+        return
+    traits = draft.payload.get("traits") or {}
+    keys = graph.keys_of(draft)
+    lead_id = graph.lead_of(keys, graph.lookup(session, account_id, keys))
+    leads.record_company(session, account_id, str(group_id), traits, lead_id, now)
+
+
+def forget_person(session: Session, account_id: int, draft: Draft) -> None:
+    """Segment's user-deletion request: the lead of that userId, its identities, its signals
+    and the cold signals of its identifiers are deleted."""
+    user_id = usable(draft.user_id)
+    if user_id is None:
+        return
+    known = graph.lookup(session, account_id, [(graph.USER, user_id)]).get((graph.USER, user_id))
+    keys: list[graph.Key] = [(graph.USER, user_id)]
+    lead_id = None
+    if known is not None:
+        keys = graph.cluster_keys(session, account_id, known.cluster_id) or keys
+        lead_id = known.lead_id
+    users = [value for kind, value in keys if kind == graph.USER]
+    anonymous = [value for kind, value in keys if kind == graph.ANONYMOUS]
+    leads.forget(session, account_id, lead_id, users, anonymous)
+    if known is not None:
+        graph.forget_cluster(session, account_id, known.cluster_id)
