@@ -96,7 +96,10 @@ def stop(server: Server) -> None:
 
 @pytest.fixture(scope="session")
 def server(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    running = start_gunicorn(postgres_url, tmp_path_factory.mktemp("gunicorn") / "server.log")
+    # More workers than cores: more requests in flight at once, so races show more often.
+    running = start_gunicorn(
+        postgres_url, tmp_path_factory.mktemp("gunicorn") / "server.log", workers=8
+    )
     yield running
     stop(running)
 
