@@ -10,7 +10,7 @@ from flask import Flask, current_app
 from flask.cli import FlaskGroup, with_appcontext
 from werkzeug.serving import run_simple
 
-from receiver import accounts, db
+from receiver import accounts, db, retention
 from receiver.config import current_settings
 
 
@@ -70,6 +70,21 @@ def revoke_key_command(key: str) -> None:
     click.echo("revoked")
 
 
+@click.command("purge-cold")
+@click.option(
+    "--older-than",
+    "older_than",
+    type=click.IntRange(min=0),
+    default=None,
+    metavar="DAYS",
+    help="Instead of each account's retention (90 days unless set).",
+)
+@with_appcontext
+def purge_cold_command(older_than: int | None) -> None:
+    """Delete cold-storage signals received longer ago than the retention."""
+    retention.purge_cold(db.engine_of(current_app), datetime.now(UTC), echo, older_than)
+
+
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
@@ -103,7 +118,13 @@ def serve_command(host: str, port: int) -> None:
 
 
 def init_app(app: Flask) -> None:
-    for command in (init_db_command, create_account_command, revoke_key_command, serve_command):
+    for command in (
+        init_db_command,
+        create_account_command,
+        revoke_key_command,
+        purge_cold_command,
+        serve_command,
+    ):
         app.cli.add_command(command)
 
 

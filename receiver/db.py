@@ -139,7 +139,10 @@ def upgrade_schema(engine: sa.Engine, echo: Callable[[str], None]) -> None:
         echo(f"schema: at revision {revision}")
         if connection.dialect.name == "postgresql":
             connection.exec_driver_sql(views_sql())
-            echo("views: signal_feed, lead_summary (re)created")
+            echo(
+                "views: signal_feed, lead_summary, cold_storage, blocked_identifiers, "
+                "message_id_conflicts (re)created"
+            )
         else:
             echo("views: skipped (the analyst views are Postgres only)")
 

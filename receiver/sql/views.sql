@@ -45,3 +45,33 @@ LEFT JOIN LATERAL (
     FROM signals s
     WHERE s.account_id = l.account_id AND s.lead_id = l.id
 ) agg ON true;
+
+-- How much of each account sits in cold storage, and when the oldest of it expires.
+DROP VIEW IF EXISTS cold_storage;
+CREATE VIEW cold_storage AS
+SELECT
+    a.id AS account_id,
+    a.cold_retention_days,
+    count(s.id) AS cold_signals,
+    min(s.received_at) AS oldest_received_at,
+    min(s.received_at) + make_interval(days => a.cold_retention_days) AS next_expiry_at
+FROM accounts a
+LEFT JOIN signals s ON s.account_id = a.id AND s.is_cold
+GROUP BY a.id, a.cold_retention_days;
+
+-- Identifiers that linked to too many leads (a shared or spoofed id): they link nobody now.
+DROP VIEW IF EXISTS blocked_identifiers;
+CREATE VIEW blocked_identifiers AS
+SELECT account_id, kind, value, jsonb_array_length(lead_history) AS leads_linked, blocked_at
+FROM identities
+WHERE blocked_at IS NOT NULL;
+
+-- One messageId that arrived with different content: both are stored, and shown here.
+DROP VIEW IF EXISTS message_id_conflicts;
+CREATE VIEW message_id_conflicts AS
+SELECT account_id, message_id, count(*) AS versions, min(received_at) AS first_received_at,
+       max(received_at) AS last_received_at
+FROM signals
+WHERE message_id IS NOT NULL
+GROUP BY account_id, message_id
+HAVING count(*) > 1;

@@ -64,3 +64,26 @@ def test_gunicorn_logs_never_hold_a_full_api_key(server):
     log = server.log()
     assert f"/webhook/{key[:9]}" in log  # the access log does have the requests
     assert key not in log
+
+
+def test_purge_cold_command_reports_what_it_removed(tmp_path):
+    from freezegun import freeze_time
+
+    from receiver.app import create_app
+    from receiver.config import Settings
+
+    database_url = f"sqlite:///{tmp_path / 'purge.db'}"
+    cli(database_url, "init-db")
+    account = create_account(database_url)
+    app = create_app(Settings(database_url=database_url))
+    with freeze_time("2020-01-01T00:00:00Z"):
+        response = app.test_client().post(
+            account["webhook_path"], data=orjson.dumps([track(), track(), track()])
+        )
+        assert response.status_code == 200
+    output = cli(database_url, "purge-cold").stdout
+    assert f"account {account['account_id']}: 3 cold signals" in output
+    assert output.strip().endswith("purged 3 cold signals")
+    assert cli(database_url, "purge-cold", "--older-than", "0").stdout.strip() == (
+        "purged 0 cold signals"
+    )
