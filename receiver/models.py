@@ -15,6 +15,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
 JSONDocument = sa.JSON().with_variant(JSONB(), "postgresql")
+# Python None stored as SQL NULL rather than as the JSON value null.
+NullableJSON = sa.JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 Timestamp = sa.DateTime(timezone=True)
 
 
@@ -46,6 +48,8 @@ class Account(SQLModel, table=True):
     plan: str
     signal_limit: int = Field(sa_type=sa.BigInteger)
     cold_retention_days: int = 90
+    # Bumped by every rule change, so a process can trust its compiled rules while it matches.
+    rules_version: int = Field(default=0, sa_type=sa.BigInteger)
     created_at: datetime = Field(sa_type=Timestamp)
 
 
@@ -136,6 +140,14 @@ class Signal(SQLModel, table=True):
             postgresql_where=sa.text("is_cold"),
             sqlite_where=sa.text("is_cold"),
         ),
+        # Backfills walk an account's unmapped signals in id order.
+        sa.Index(
+            "ix_signals_unmapped",
+            "account_id",
+            "id",
+            postgresql_where=sa.text("rule_id IS NULL"),
+            sqlite_where=sa.text("rule_id IS NULL"),
+        ),
     )
 
     account_id: int = Field(sa_column=_account_column())
@@ -155,6 +167,11 @@ class Signal(SQLModel, table=True):
     # The signal whose identity resolution moved this one onto its lead.
     linked_by_signal_id: int | None = Field(default=None, sa_type=sa.BigInteger)
     linked_at: datetime | None = Field(default=None, sa_type=Timestamp)
+    # Set by the mapping rule that matched the signal; null while it waits in the Signal Queue.
+    rule_id: int | None = Field(default=None, sa_type=sa.BigInteger)
+    mapped_name: str | None = None
+    score: int | None = None
+    mapped_fields: dict[str, Any] | None = Field(default=None, sa_type=NullableJSON)
 
 
 class IdentityCluster(SQLModel, table=True):
@@ -201,9 +218,55 @@ class Company(SQLModel, table=True):
     updated_at: datetime = Field(sa_type=Timestamp)
 
 
+class Rule(SQLModel, table=True):
+    """A mapping rule (CONTRACT section 3), with the progress of its backfill."""
+
+    __tablename__ = "rules"
+
+    account_id: int = Field(sa_column=_account_column())
+    id: int | None = Field(default=None, sa_column=_id_column())
+    name: str
+    enabled: bool = True
+    priority: int = 0
+    source: str | None = None
+    event_type: str | None = None
+    event_name: str | None = None
+    conditions: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSONDocument)
+    fields: dict[str, str] = Field(default_factory=dict, sa_type=JSONDocument)
+    signal: dict[str, Any] | None = Field(default=None, sa_type=JSONDocument)
+    version: int = 1
+    created_at: datetime = Field(sa_type=Timestamp)
+    updated_at: datetime = Field(sa_type=Timestamp)
+    backfill_status: str = "pending"
+    backfill_cursor: int = Field(default=0, sa_type=sa.BigInteger)
+    backfill_scanned: int = Field(default=0, sa_type=sa.BigInteger)
+    backfill_mapped: int = Field(default=0, sa_type=sa.BigInteger)
+    backfill_heartbeat_at: datetime | None = Field(default=None, sa_type=Timestamp)
+    backfill_finished_at: datetime | None = Field(default=None, sa_type=Timestamp)
+
+
+class QueueGroup(SQLModel, table=True):
+    """The Signal Queue, maintained as signals arrive: unmapped signals per source, event
+    type and event name (empty string for none), so listing it never scans the signals."""
+
+    __tablename__ = "queue_groups"
+
+    account_id: int = Field(sa_column=_account_column())
+    source: str = Field(primary_key=True)
+    event_type: str = Field(primary_key=True)
+    event_name: str = Field(primary_key=True)
+    count: int = Field(default=0, sa_type=sa.BigInteger)
+    first_seen_at: datetime = Field(sa_type=Timestamp)
+    last_seen_at: datetime = Field(sa_type=Timestamp)
+    sample: dict[str, Any] = Field(sa_type=JSONDocument)
+
+
 signals_table: sa.Table = Signal.__table__  # type: ignore[attr-defined]
 usage_table: sa.Table = UsageCounter.__table__  # type: ignore[attr-defined]
 leads_table: sa.Table = Lead.__table__  # type: ignore[attr-defined]
 identities_table: sa.Table = Identity.__table__  # type: ignore[attr-defined]
 clusters_table: sa.Table = IdentityCluster.__table__  # type: ignore[attr-defined]
 companies_table: sa.Table = Company.__table__  # type: ignore[attr-defined]
+rules_table: sa.Table = Rule.__table__  # type: ignore[attr-defined]
+queue_table: sa.Table = QueueGroup.__table__  # type: ignore[attr-defined]
+accounts_table: sa.Table = Account.__table__  # type: ignore[attr-defined]

@@ -11,6 +11,8 @@ from sqlmodel import Session, col
 
 from receiver.db import run_transaction
 from receiver.models import Account, signals_table
+from receiver.rules import queue
+from receiver.rules.queue import group_key
 
 PURGE_CHUNK = 5_000
 
@@ -55,9 +57,14 @@ def _delete_chunk(session: Session, account_id: int, cutoff: datetime, chunk: in
         .where(s.account_id == account_id, s.is_cold, s.received_at < cutoff)
         .limit(chunk)
     )
-    result = session.execute(
-        sa.delete(signals_table).where(
-            s.account_id == account_id, s.id.in_(expired.scalar_subquery())
-        )
+    deleted = session.execute(
+        sa.delete(signals_table)
+        .where(s.account_id == account_id, s.id.in_(expired.scalar_subquery()))
+        .returning(s.source, s.event_type, s.event_name, s.rule_id)
+    ).all()
+    queue.forget(
+        session,
+        account_id,
+        [group_key(r.source, r.event_type, r.event_name) for r in deleted if r.rule_id is None],
     )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    return len(deleted)

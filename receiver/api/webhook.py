@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 from datetime import UTC, datetime
+from functools import partial
 
 from flask import Blueprint, Response, current_app, jsonify, request
 from sqlmodel import Session
@@ -16,6 +17,7 @@ from receiver.errors import BadRequest, OverLimit, Unauthorized
 from receiver.identity.resolve import Policy
 from receiver.ingest.parse import parse_events
 from receiver.ingest.pipeline import (
+    NeedsExclusive,
     Outcome,
     OverBudget,
     Prepared,
@@ -79,13 +81,18 @@ def receive(api_key: str | None, default_type: str | None = None) -> Response:
     now = datetime.now(UTC)
     engine = engine_of(current_app)
 
-    def first_attempt(session: Session) -> Outcome:
+    policy = Policy(current_settings().max_leads_per_identifier)
+
+    def attempt(session: Session, exclusive: bool = False) -> Outcome:
         sender = authenticate(session, api_key, raw)
-        policy = Policy(current_settings().max_leads_per_identifier)
-        return store_all(session, sender, parse(raw, now, default_type), now, policy)
+        prepared = parse(raw, now, default_type)
+        return store_all(session, sender, prepared, now, policy, exclusive)
 
     try:
-        outcome = run_transaction(engine, first_attempt)
+        try:
+            outcome = run_transaction(engine, attempt)
+        except NeedsExclusive:
+            outcome = run_transaction(engine, partial(attempt, exclusive=True))
     except OverBudget as over:
         outcome = run_transaction(engine, over.store_what_fits)
     log.info(

@@ -12,6 +12,7 @@ from sqlmodel import Session
 from receiver.identity.enrichment import lead_fields, merge_traits
 from receiver.ingest.store import upsert
 from receiver.models import companies_table, leads_table, signals_table
+from receiver.rules.queue import GroupKey, group_key
 
 
 def lead_for_email(
@@ -120,16 +121,22 @@ def forget(
     lead_id: int | None,
     user_ids: Sequence[str],
     anonymous_ids: Sequence[str],
-) -> int:
-    """Delete a person: their lead, its signals, and every signal of their identifiers."""
+) -> list[GroupKey]:
+    """Delete a person: their lead, its signals, and every signal of their identifiers.
+    Returns the Signal Queue groups of the deleted signals that were still unmapped."""
     s = signals_table.c
     mine = [s.user_id.in_(user_ids), sa.and_(s.is_cold, s.anonymous_id.in_(anonymous_ids))]
     if lead_id is not None:
         mine.append(s.lead_id == lead_id)
     deleted = session.execute(
-        sa.delete(signals_table).where(s.account_id == account_id, sa.or_(*mine))
-    ).rowcount  # type: ignore[attr-defined]
+        sa.delete(signals_table)
+        .where(s.account_id == account_id, sa.or_(*mine))
+        .returning(s.source, s.event_type, s.event_name, s.rule_id)
+    )
+    unmapped = [
+        group_key(r.source, r.event_type, r.event_name) for r in deleted if r.rule_id is None
+    ]
     if lead_id is not None:
         c = leads_table.c
         session.execute(sa.delete(leads_table).where(c.account_id == account_id, c.id == lead_id))
-    return int(deleted)
+    return unmapped

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlmodel import Session
 
@@ -13,8 +14,10 @@ from receiver.identity import graph, leads
 from receiver.identity.identifiers import normalise_email, traits_of, usable
 from receiver.ingest import store
 from receiver.ingest.segment import Draft
+from receiver.rules import queue
 
 IDENTITY_TYPES = frozenset({"identify", "alias", "group", "delete"})
+LEAD_TRAITS = frozenset({"email", "name", "first_name", "last_name", "company", "title"})
 
 
 @dataclass
@@ -33,7 +36,15 @@ class Policy:
 
 
 def changes_identity(draft: Draft) -> bool:
+    """Identify, alias, group and delete change identities; so does an event that a mapping
+    rule gives an email or other lead fields."""
+    if draft.match is not None and lead_traits(draft.match.fields):
+        return True
     return draft.source == "segment" and draft.event_type in IDENTITY_TYPES
+
+
+def lead_traits(fields: dict[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in fields.items() if name in LEAD_TRAITS}
 
 
 def store_run(
@@ -46,15 +57,19 @@ def store_run(
     placements = [_placement(draft, known) for draft in drafts]
     inserted = store.insert_signals(session, account_id, drafts, placements, now)
     spans: dict[int, tuple[datetime, datetime]] = {}
+    unmapped = []
     for draft, placement in zip(drafts, placements, strict=True):
         if draft.content_hash not in inserted or draft.content_hash in applied.inserted:
-            continue
+            continue  # a duplicate, or the second copy of one event in this body
+        applied.inserted[draft.content_hash] = inserted[draft.content_hash]
         if placement.is_cold:
             applied.cold.add(draft.content_hash)
         if placement.lead_id is not None:
             spans[placement.lead_id] = _widen(spans.get(placement.lead_id), draft.occurred_at)
-    applied.inserted.update(inserted)
+        if draft.match is None:
+            unmapped.append(draft)
     leads.touch(session, account_id, spans)
+    queue.record(session, account_id, unmapped, now)
 
 
 def _placement(draft: Draft, known: dict[graph.Key, graph.Known]) -> store.Placement:
@@ -70,25 +85,27 @@ def _widen(span: tuple[datetime, datetime] | None, at: datetime) -> tuple[dateti
 def apply_identity_event(
     session: Session, account_id: int, draft: Draft, now: datetime, policy: Policy, applied: Applied
 ) -> None:
-    if draft.event_type == "delete":
+    if draft.event_type == "delete" and draft.source == "segment":
         forget_person(session, account_id, draft)
         applied.deleted.add(draft.content_hash)
         return
-    before = len(applied.inserted)
+    if draft.content_hash in applied.inserted:
+        return  # a second copy in the same body
     store_run(session, account_id, [draft], now, applied)
-    if len(applied.inserted) == before:
+    if draft.content_hash not in applied.inserted:
         return  # a redelivery: its effects were applied with the first delivery
     cause_id = applied.inserted[draft.content_hash]
-    if draft.event_type == "group":
+    if draft.event_type == "group" and draft.source == "segment":
         _record_group(session, account_id, draft, now)
-        return
     keys = graph.keys_of(draft)
-    email = None
-    if draft.event_type == "alias":
+    if draft.event_type == "alias" and draft.source == "segment":
         keys += _previous_id_keys(draft)
-    else:
-        email = normalise_email(traits_of(draft.payload).get("email"))
-    resolve(session, account_id, draft, keys, email, cause_id, now, policy, applied)
+    traits = traits_of(draft.payload) if draft.event_type == "identify" else {}
+    if draft.match is not None:
+        traits = {**traits, **lead_traits(draft.match.fields)}
+    if draft.event_type == "group" and not traits:
+        return  # a group call links nobody; its company is recorded above
+    resolve(session, account_id, draft, keys, traits, cause_id, now, policy, applied)
 
 
 def resolve(
@@ -96,13 +113,15 @@ def resolve(
     account_id: int,
     draft: Draft,
     keys: list[graph.Key],
-    email: str | None,
+    traits: dict[str, Any],
     cause_id: int,
     now: datetime,
     policy: Policy,
     applied: Applied,
 ) -> None:
-    """Link the identifiers (to the lead of email, if any), enrich the lead, rehydrate."""
+    """Link the identifiers (to the lead of the traits' email, if any), enrich the lead with
+    the traits, and rehydrate the cluster's cold signals onto it."""
+    email = normalise_email(traits.get("email"))
     lead_id = None
     if email is not None:
         lead_id = leads.lead_for_email(session, account_id, email, draft.occurred_at, now)
@@ -114,10 +133,8 @@ def resolve(
     applied.blocked.extend(linked.blocked)
     if linked.lead_id is None:
         return
-    if draft.event_type == "identify" or email is not None:
-        leads.enrich(
-            session, account_id, linked.lead_id, traits_of(draft.payload), draft.occurred_at
-        )
+    if traits:
+        leads.enrich(session, account_id, linked.lead_id, traits, draft.occurred_at)
     graph.rehydrate(session, account_id, linked.cluster_id, linked.lead_id, cause_id, now)
     store.attach(session, account_id, cause_id, linked.lead_id, now)
     applied.cold.discard(draft.content_hash)
@@ -159,6 +176,7 @@ def forget_person(session: Session, account_id: int, draft: Draft) -> None:
         lead_id = known.lead_id
     users = [value for kind, value in keys if kind == graph.USER]
     anonymous = [value for kind, value in keys if kind == graph.ANONYMOUS]
-    leads.forget(session, account_id, lead_id, users, anonymous)
+    deleted = leads.forget(session, account_id, lead_id, users, anonymous)
+    queue.forget(session, account_id, deleted)
     if known is not None:
         graph.forget_cluster(session, account_id, known.cluster_id)

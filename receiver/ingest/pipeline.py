@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+import sqlalchemy as sa
 from sqlmodel import Session
 
 from receiver.accounts import Sender
@@ -19,6 +20,8 @@ from receiver.identity.locks import EXCLUSIVE, SHARED, lock_account
 from receiver.identity.resolve import Applied, Policy
 from receiver.ingest import store
 from receiver.ingest.segment import Draft, InvalidEvent, to_draft
+from receiver.models import accounts_table
+from receiver.rules import engine
 
 log = logging.getLogger(__name__)
 DEFAULT_POLICY = Policy()
@@ -96,9 +99,10 @@ def store_all(
     prepared: Prepared,
     now: datetime,
     policy: Policy = DEFAULT_POLICY,
+    exclusive: bool = False,
 ) -> Outcome:
     """Store every new signal, or raise OverBudget if they do not fit in the month's limit."""
-    drafts = prepared.drafts
+    drafts = map_and_lock(session, sender.account_id, prepared.drafts, exclusive)
     applied = _apply(session, sender.account_id, drafts, now, policy)
     period_start, _ = store.period_of(now)
     if not store.claim_usage(
@@ -119,12 +123,12 @@ def store_within_budget(
 ) -> Outcome:
     """Store the events of a body up to the last new one that still fits in the limit.
     The counter stays locked until commit, so what is left cannot shrink meanwhile."""
+    drafts = map_and_lock(session, sender.account_id, prepared.drafts, exclusive=True)
     period_start, _ = store.period_of(now)
     remaining = store.lock_remaining_usage(
         session, sender.account_id, period_start, sender.signal_limit
     )
     fitting = set(new_hashes[:remaining])
-    drafts = prepared.drafts
     accepted = len(drafts)
     for position, draft in enumerate(drafts):
         if draft.content_hash in new_hashes and draft.content_hash not in fitting:
@@ -138,16 +142,43 @@ def store_within_budget(
     return _outcome(prepared, applied, accepted)
 
 
+def map_and_lock(
+    session: Session, account_id: int, drafts: list[Draft], exclusive: bool
+) -> list[Draft]:
+    """Take the account's identity lock, then map the drafts with the account's rules as
+    they stand under that lock (a rule change waits for the lock, so no event is matched
+    against rules older than a finished backfill). Raises NeedsExclusive when the rules
+    give identity effects that the shared lock does not cover."""
+    exclusive = exclusive or any(resolve.changes_identity(d) for d in drafts)
+    lock_account(session, account_id, EXCLUSIVE if exclusive else SHARED)
+    rules = engine.active_rules(session, account_id, rules_version(session, account_id))
+    if rules:
+        drafts = [
+            replace(
+                d, match=engine.first_match(rules, d.source, d.event_type, d.event_name, d.payload)
+            )
+            for d in drafts
+        ]
+        if not exclusive and any(resolve.changes_identity(d) for d in drafts):
+            raise NeedsExclusive()
+    return drafts
+
+
+class NeedsExclusive(Exception):
+    """Run the transaction again, with the account's identity lock taken exclusive."""
+
+
+def rules_version(session: Session, account_id: int) -> int:
+    a = accounts_table.c
+    return session.execute(sa.select(a.rules_version).where(a.id == account_id)).scalar_one()
+
+
 def _apply(
     session: Session, account_id: int, drafts: Sequence[Draft], now: datetime, policy: Policy
 ) -> Applied:
     """Store drafts in order: runs of plain events set-based, identity events one by one, so
     that each event sees the identities of the events before it."""
     applied = Applied()
-    if any(resolve.changes_identity(d) for d in drafts):
-        lock_account(session, account_id, EXCLUSIVE)
-    elif any(d.identified for d in drafts):
-        lock_account(session, account_id, SHARED)
     run: list[Draft] = []
     for draft in drafts:
         if resolve.changes_identity(draft):

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from receiver.ingest.fingerprint import canonical_json, content_hash
+
+if TYPE_CHECKING:
+    from receiver.rules.engine import Match
 
 SEGMENT_TYPES = frozenset({"identify", "track", "page", "screen", "group", "alias", "delete"})
 NUL_ESCAPE = b"\\u0000"
@@ -28,6 +31,7 @@ class Draft:
     occurred_at: datetime
     payload: dict[str, Any]
     content_hash: bytes
+    match: Match | None = None  # the mapping rule's, set in the transaction that stores it
 
     @property
     def identified(self) -> bool:

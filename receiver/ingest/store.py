@@ -55,6 +55,7 @@ def insert_signals(
             "received_at": received_at,
             "lead_id": p.lead_id,
             "is_cold": p.is_cold,
+            **mapping_columns(d),
         }
         for d, p in zip(drafts, placements, strict=True)
     ]
@@ -65,6 +66,18 @@ def insert_signals(
         .returning(c.content_hash, c.id)
     )
     return {digest: signal_id for digest, signal_id in session.execute(statement, rows)}
+
+
+def mapping_columns(draft: Draft) -> dict[str, Any]:
+    match = draft.match
+    if match is None:
+        return {"rule_id": None, "mapped_name": None, "score": None, "mapped_fields": None}
+    return {
+        "rule_id": match.rule_id,
+        "mapped_name": match.name,
+        "score": match.score,
+        "mapped_fields": match.fields,
+    }
 
 
 def period_of(now: datetime) -> tuple[date, datetime]:

@@ -11,8 +11,8 @@ SELECT
     s.source,
     s.event_type,
     s.event_name,
-    NULL::text AS mapped_name,
-    NULL::integer AS score,
+    s.mapped_name,
+    s.score,
     s.anonymous_id,
     s.user_id,
     s.occurred_at,
@@ -21,7 +21,9 @@ SELECT
     s.is_cold,
     s.message_id,
     s.linked_by_signal_id,
-    s.payload
+    s.payload,
+    s.rule_id,
+    s.mapped_fields
 FROM signals s
 LEFT JOIN leads l ON l.account_id = s.account_id AND l.id = s.lead_id;
 
@@ -35,12 +37,12 @@ SELECT
     l.company,
     l.title,
     COALESCE(agg.signal_count, 0) AS signal_count,
-    0::bigint AS score,
+    COALESCE(agg.score, 0) AS score,
     COALESCE(agg.first_seen_at, l.first_seen_at) AS first_seen_at,
     COALESCE(agg.last_seen_at, l.last_seen_at) AS last_seen_at
 FROM leads l
 LEFT JOIN LATERAL (
-    SELECT count(*) AS signal_count, min(s.occurred_at) AS first_seen_at,
+    SELECT count(*) AS signal_count, sum(s.score) AS score, min(s.occurred_at) AS first_seen_at,
            max(s.occurred_at) AS last_seen_at
     FROM signals s
     WHERE s.account_id = l.account_id AND s.lead_id = l.id

@@ -1,0 +1,1 @@
+"""Mapping rules: match an event, name it, score it, and extract fields from it."""

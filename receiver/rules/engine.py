@@ -1,0 +1,155 @@
+"""Compiled rules, matched against events. The enabled rule of highest priority that matches
+an event maps it: a name, a score, and fields extracted by dot path."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session
+
+from receiver.identity.identifiers import normalise_email
+from receiver.models import rules_table
+from receiver.rules.operators import NO_VALUE, compile_pattern, holds
+from receiver.rules.paths import MISSING, resolve
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    rule_id: int
+    name: str | None
+    score: int | None
+    fields: dict[str, Any]
+
+    @property
+    def email(self) -> str | None:
+        return normalise_email(self.fields.get("email"))
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    field: str
+    op: str
+    value: Any
+
+    def holds(self, event: Any) -> bool:
+        return holds(self.op, resolve(event, self.field), self.value)
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledRule:
+    id: int
+    priority: int
+    name: str
+    source: str | None
+    event_type: str | None
+    event_name: str | None
+    conditions: tuple[Condition, ...]
+    fields: tuple[tuple[str, str], ...]
+    signal_name: str | None
+    score: int | None
+
+    def matches(
+        self, source: str, event_type: str | None, event_name: str | None, payload: Any
+    ) -> bool:
+        return (
+            (self.source is None or self.source == source)
+            and (self.event_type is None or self.event_type == event_type)
+            and (self.event_name is None or self.event_name == event_name)
+            and all(condition.holds(payload) for condition in self.conditions)
+        )
+
+    def extract(self, payload: Any) -> dict[str, Any]:
+        found = {name: resolve(payload, path) for name, path in self.fields}
+        return {name: value for name, value in found.items() if value is not MISSING}
+
+    def match(self, payload: Any) -> Match:
+        return Match(self.id, self.signal_name or self.name, self.score, self.extract(payload))
+
+
+def compile_rule(rule: Mapping[str, Any], rule_id: int = 0) -> CompiledRule:
+    """Raises ValueError for a condition that cannot be evaluated (an invalid pattern)."""
+    conditions = tuple(
+        Condition(
+            c["field"],
+            c["op"],
+            compile_pattern(c.get("value"))
+            if c["op"] == "matches"
+            else None
+            if c["op"] in NO_VALUE
+            else c.get("value"),
+        )
+        for c in rule.get("conditions") or ()
+    )
+    signal = rule.get("signal") or {}
+    return CompiledRule(
+        id=rule_id,
+        priority=rule.get("priority") or 0,
+        name=rule.get("name") or "",
+        source=rule.get("source"),
+        event_type=rule.get("event_type"),
+        event_name=rule.get("event_name"),
+        conditions=conditions,
+        fields=tuple(sorted((rule.get("fields") or {}).items())),
+        signal_name=signal.get("name"),
+        score=signal.get("score"),
+    )
+
+
+def first_match(
+    rules: Sequence[CompiledRule],
+    source: str,
+    event_type: str | None,
+    event_name: str | None,
+    payload: Any,
+) -> Match | None:
+    """rules come ordered by priority, highest first."""
+    for rule in rules:
+        if rule.matches(source, event_type, event_name, payload):
+            return rule.match(payload)
+    return None
+
+
+# Compiled rules by (account, rules_version). The version is read with the API key on every
+# request and bumped by every rule change, so an entry is never used once it is stale.
+_CACHE_SIZE = 512
+_cache: OrderedDict[tuple[int, int], tuple[CompiledRule, ...]] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def active_rules(session: Session, account_id: int, version: int) -> tuple[CompiledRule, ...]:
+    key = (account_id, version)
+    with _cache_lock:
+        if key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key]
+    rules = load_rules(session, account_id)
+    with _cache_lock:
+        _cache[key] = rules
+        while len(_cache) > _CACHE_SIZE:
+            _cache.popitem(last=False)
+    return rules
+
+
+def load_rules(session: Session, account_id: int) -> tuple[CompiledRule, ...]:
+    r = rules_table.c
+    rows = session.execute(
+        sa.select(
+            r.id,
+            r.name,
+            r.priority,
+            r.source,
+            r.event_type,
+            r.event_name,
+            r.conditions,
+            r.fields,
+            r.signal,
+        )
+        .where(r.account_id == account_id, r.enabled)
+        .order_by(r.priority.desc(), r.id)
+    ).mappings()
+    return tuple(compile_rule(dict(row), row["id"]) for row in rows)

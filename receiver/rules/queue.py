@@ -1,0 +1,135 @@
+"""The Signal Queue: unmapped signals grouped by source, event type and event name, kept as
+a summary table that ingestion maintains, so listing it costs no scan of the signals."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session
+
+from receiver.ingest.segment import Draft
+from receiver.ingest.store import upsert
+from receiver.models import queue_table
+from receiver.rules.paths import MISSING, resolve
+
+GroupKey = tuple[str, str, str]
+SUGGESTED_FIELDS = {
+    "email": ("traits.email", "properties.email", "context.traits.email"),
+    "name": ("traits.name", "properties.name", "context.traits.name"),
+    "company": ("traits.company", "properties.company", "context.traits.company"),
+    "title": ("traits.title", "properties.title", "context.traits.title"),
+}
+
+
+def group_key(source: str, event_type: str | None, event_name: str | None) -> GroupKey:
+    return (source, event_type or "", event_name or "")
+
+
+def record(session: Session, account_id: int, drafts: Sequence[Draft], now: datetime) -> None:
+    """Count newly stored unmapped signals into their groups (in key order: no deadlocks)."""
+    groups: dict[GroupKey, list[Any]] = {}
+    for draft in drafts:
+        key = group_key(draft.source, draft.event_type, draft.event_name)
+        if key in groups:
+            groups[key][0] += 1
+        else:
+            groups[key] = [1, draft.payload]
+    if not groups:
+        return
+    rows = [
+        {
+            "account_id": account_id,
+            "source": key[0],
+            "event_type": key[1],
+            "event_name": key[2],
+            "count": count,
+            "first_seen_at": now,
+            "last_seen_at": now,
+            "sample": sample,
+        }
+        for key, (count, sample) in sorted(groups.items())
+    ]
+    q = queue_table.c
+    statement = upsert(session, queue_table).values(rows)
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[q.account_id, q.source, q.event_type, q.event_name],
+            set_={
+                "count": q.count + statement.excluded.count,
+                "last_seen_at": statement.excluded.last_seen_at,
+            },
+        )
+    )
+
+
+def forget(session: Session, account_id: int, keys: Iterable[GroupKey]) -> None:
+    """Take signals that left the queue (mapped or deleted) out of their groups' counts."""
+    q = queue_table.c
+    for (source, event_type, event_name), count in sorted(Counter(keys).items()):
+        session.execute(
+            sa.update(queue_table)
+            .where(
+                q.account_id == account_id,
+                q.source == source,
+                q.event_type == event_type,
+                q.event_name == event_name,
+            )
+            .values(count=q.count - count)
+        )
+
+
+def list_groups(
+    session: Session, account_id: int, limit: int, offset: int
+) -> tuple[int, list[dict[str, Any]]]:
+    q = queue_table.c
+    visible = (q.account_id == account_id, q.count > 0)
+    total = session.execute(sa.select(sa.func.count()).where(*visible)).scalar_one()
+    rows = session.execute(
+        sa.select(queue_table)
+        .where(*visible)
+        .order_by(q.count.desc(), q.source, q.event_type, q.event_name)
+        .limit(limit)
+        .offset(offset)
+    ).mappings()
+    return total, [_group(row) for row in rows]
+
+
+def _group(row: Any) -> dict[str, Any]:
+    event_type, event_name = row["event_type"] or None, row["event_name"] or None
+    return {
+        "source": row["source"],
+        "event_type": event_type,
+        "event_name": event_name,
+        "count": row["count"],
+        "first_seen": row["first_seen_at"],
+        "last_seen": row["last_seen_at"],
+        "sample": row["sample"],
+        "suggested_rule": suggest_rule(row["source"], event_type, event_name, row["sample"]),
+    }
+
+
+def suggest_rule(
+    source: str, event_type: str | None, event_name: str | None, sample: Any
+) -> dict[str, Any]:
+    """A rule that maps this group, with the fields its sample holds already mapped."""
+    fields = {}
+    for name, paths in SUGGESTED_FIELDS.items():
+        found = next((path for path in paths if resolve(sample, path) is not MISSING), None)
+        if found is not None:
+            fields[name] = found
+    label = event_name or event_type or source
+    return {
+        "name": label,
+        "enabled": True,
+        "priority": 100,
+        "source": source,
+        "event_type": event_type,
+        "event_name": event_name,
+        "conditions": [],
+        "fields": fields,
+        "signal": {"name": label, "score": 10},
+    }
