@@ -2,11 +2,30 @@
 
 from __future__ import annotations
 
+from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Flask
+from flask_smorest import Api
 
 from receiver import cli, db, errors, logs
-from receiver.api import health, webhook
+from receiver.api import admin_account, admin_leads, admin_queue, admin_rules, health, webhook
+from receiver.api.schemas import schema_name
 from receiver.config import Settings
+
+OPENAPI = {
+    "API_TITLE": "receiver",
+    "API_VERSION": "1",
+    "OPENAPI_VERSION": "3.0.3",
+    "OPENAPI_URL_PREFIX": "/",
+    "OPENAPI_JSON_PATH": "openapi.json",
+    "API_SPEC_OPTIONS": {
+        "components": {
+            "securitySchemes": {
+                "adminToken": {"type": "http", "scheme": "bearer"},
+                "apiKey": {"type": "http", "scheme": "basic"},
+            }
+        },
+    },
+}
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -16,9 +35,21 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["receiver.settings"] = settings
+    app.config.update(OPENAPI)
     db.init_app(app, settings)
-    errors.init_app(app, settings.retry_after_unavailable_s)
+    api = Api(
+        app, spec_kwargs={"marshmallow_plugin": MarshmallowPlugin(schema_name_resolver=schema_name)}
+    )
+    for blueprint in (
+        webhook.bp,
+        admin_rules.blp,
+        admin_queue.blp,
+        admin_leads.blp,
+        admin_account.blp,
+    ):
+        api.register_blueprint(blueprint)
     app.register_blueprint(health.bp)
-    app.register_blueprint(webhook.bp)
+    # After Api(app), which registers error handlers of its own: ours give the JSON shape.
+    errors.init_app(app, settings.retry_after_unavailable_s)
     cli.init_app(app)
     return app

@@ -31,8 +31,8 @@ class Credential:
     @property
     def prefix(self) -> str:
         """Enough to recognise a credential in a list or a log, never enough to use it."""
-        head, _, rest = self.text.rpartition("_")
-        return f"{head}_{rest[:PREFIX_RANDOM_CHARS]}"
+        kind, account, random = self.text.split("_", 2)
+        return f"{kind}_{account}_{random[:PREFIX_RANDOM_CHARS]}"
 
 
 def new_credential(kind: str, account_id: int) -> Credential:

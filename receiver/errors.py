@@ -77,6 +77,13 @@ def init_app(app: Flask, retry_after_unavailable_s: int) -> None:
         message = error.description or error.name
         if status == 413:
             message = "Body larger than the limit of this receiver."
+        # webargs (behind flask-smorest) puts field-level messages, by location, on data.
+        located = (getattr(error, "data", None) or {}).get("messages")
+        if located:
+            fields = {
+                name: problem for by_field in located.values() for name, problem in by_field.items()
+            }
+            return error_response(status, "Invalid request: see `errors`.", errors=fields)
         return error_response(status, message)
 
     @app.errorhandler(exc.OperationalError)

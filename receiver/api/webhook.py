@@ -7,7 +7,8 @@ import math
 from datetime import UTC, datetime
 from functools import partial
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Response, current_app, jsonify, request
+from flask_smorest import Blueprint
 from sqlmodel import Session
 
 from receiver.accounts import Sender, find_sender
@@ -28,7 +29,7 @@ from receiver.ingest.signature import secret_presented
 from receiver.ingest.store import period_of
 
 log = logging.getLogger(__name__)
-bp = Blueprint("webhook", __name__)
+bp = Blueprint("webhook", __name__, description="Ingestion of Segment events (CONTRACT section 2).")
 
 # Segment's Webhooks (Actions) destination lets users pick the method and follows no redirects.
 METHODS = ["POST", "PUT", "PATCH"]

@@ -37,7 +37,7 @@ def _contains(actual: Any, expected: Any) -> bool:
     return isinstance(actual, list) and expected in actual
 
 
-def compile_pattern(pattern: str) -> Any:
+def compile_pattern(pattern: Any) -> Any:
     """A compiled RE2 pattern; raises ValueError for an invalid or oversized one."""
     if not isinstance(pattern, str) or len(pattern) > MAX_PATTERN_LENGTH:
         raise ValueError(f"a pattern is a string of at most {MAX_PATTERN_LENGTH} characters")

@@ -36,3 +36,10 @@ def test_period_is_the_utc_calendar_month():
         date(2026, 12, 1),
         datetime(2027, 1, 1, tzinfo=UTC),
     )
+
+
+def test_prefix_keeps_four_random_characters_even_when_they_hold_underscores():
+    from receiver.credentials import Credential
+
+    key = Credential(API_KEY_KIND, 12, "rk_12_ab_c" + "_x" * 20)
+    assert key.prefix == "rk_12_ab_c"

@@ -1,0 +1,45 @@
+"""Bearer admin tokens: each sees its own account only."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from flask import g, request
+from sqlmodel import col
+
+from receiver.credentials import ADMIN_TOKEN_KIND, parse_credential
+from receiver.db import get_session
+from receiver.errors import NotFound, Unauthorized
+from receiver.models import AdminToken
+
+
+def require_admin() -> None:
+    """before_request of every admin blueprint: sets g.account_id, or answers 401."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    credential = parse_credential(token.strip(), ADMIN_TOKEN_KIND)
+    if scheme.lower() != "bearer" or credential is None:
+        raise Unauthorized("Send Authorization: Bearer <admin token>.")
+    found = (
+        get_session()
+        .execute(
+            sa.select(col(AdminToken.id)).where(
+                col(AdminToken.account_id) == credential.account_id,
+                col(AdminToken.token_hash) == credential.digest,
+                col(AdminToken.revoked_at).is_(None),
+            )
+        )
+        .first()
+    )
+    if found is None:
+        raise Unauthorized("Unknown or revoked admin token.")
+    g.account_id = credential.account_id
+
+
+def account_id() -> int:
+    return int(g.account_id)
+
+
+def owned(row: object | None, what: str) -> object:
+    """Another account's resource is as absent as one that does not exist."""
+    if row is None or getattr(row, "account_id", None) != account_id():
+        raise NotFound(f"No such {what}.")
+    return row

@@ -1,0 +1,119 @@
+"""/admin/leads: a lead with its identities, fields and signals."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from flask_smorest import Blueprint
+from sqlmodel import Session
+
+from receiver.api.admin_auth import account_id, require_admin
+from receiver.api.schemas import LeadArgsSchema, LeadDetailArgsSchema, LeadListSchema, LeadSchema
+from receiver.db import get_session
+from receiver.errors import NotFound
+from receiver.identity.identifiers import normalise_email
+from receiver.models import clusters_table, identities_table, leads_table, signals_table
+
+blp = Blueprint(
+    "leads", __name__, url_prefix="/admin/leads", description="Leads and their history."
+)
+blp.before_request(require_admin)
+LEAD, LEAD_LIST = LeadSchema(), LeadListSchema()
+
+
+@blp.route("", methods=["GET"], strict_slashes=False)
+@blp.arguments(LeadArgsSchema, location="query")
+@blp.doc(
+    responses={
+        "200": {
+            "description": "With `email`: a Lead; without: a LeadList.",
+            "content": {"application/json": {"schema": {"oneOf": [LeadSchema, LeadListSchema]}}},
+        }
+    }
+)
+def find_leads(args: dict[str, Any]) -> dict[str, Any]:
+    """With `email`: that lead (404 if none). Without: leads, most recently seen first."""
+    session = get_session()
+    l = leads_table.c  # noqa: E741
+    if "email" in args:
+        email = normalise_email(args["email"])
+        lead_id = (
+            session.execute(
+                sa.select(l.id).where(l.account_id == account_id(), l.email == email)
+            ).scalar()
+            if email
+            else None
+        )
+        return LEAD.dump(_lead_detail(session, lead_id, signals_limit=100))
+    page, per_page = args["page"], args["per_page"]
+    mine = l.account_id == account_id()
+    total = session.execute(sa.select(sa.func.count()).where(mine)).scalar_one()
+    rows = (
+        session.execute(
+            sa.select(leads_table)
+            .where(mine)
+            .order_by(l.last_seen_at.desc(), l.id.desc())
+            .limit(per_page)
+            .offset((page - 1) * per_page)
+        )
+        .mappings()
+        .all()
+    )
+    return {
+        "total": total,
+        "page": page,
+        "per_page": per_page,
+        "leads": [{**row, **_totals(session, row["id"])} for row in rows],
+    }
+
+
+@blp.route("/<int:lead_id>", methods=["GET"])
+@blp.arguments(LeadDetailArgsSchema, location="query")
+@blp.response(200, LeadSchema)
+def get_lead(args: dict[str, Any], lead_id: int) -> dict[str, Any]:
+    """The lead with its identities and its signals, newest first."""
+    return _lead_detail(get_session(), lead_id, args["signals_limit"])
+
+
+def _lead_detail(session: Session, lead_id: int | None, signals_limit: int) -> dict[str, Any]:
+    l, s = leads_table.c, signals_table.c  # noqa: E741
+    lead = (
+        session.execute(sa.select(leads_table).where(l.account_id == account_id(), l.id == lead_id))
+        .mappings()
+        .first()
+    )
+    if lead is None:
+        raise NotFound("No such lead.")
+    i, c = identities_table.c, clusters_table.c
+    identities = (
+        session.execute(
+            sa.select(i.kind, i.value, i.blocked_at)
+            .join(clusters_table, sa.and_(c.account_id == i.account_id, c.id == i.cluster_id))
+            .where(i.account_id == account_id(), c.lead_id == lead_id)
+            .order_by(i.kind, i.value)
+        )
+        .mappings()
+        .all()
+    )
+    signals = (
+        session.execute(
+            sa.select(signals_table)
+            .where(s.account_id == account_id(), s.lead_id == lead_id)
+            .order_by(s.occurred_at.desc(), s.id.desc())
+            .limit(signals_limit)
+        )
+        .mappings()
+        .all()
+    )
+    return {**lead, **_totals(session, lead_id), "identities": identities, "signals": signals}
+
+
+def _totals(session: Session, lead_id: int | None) -> dict[str, int]:
+    s = signals_table.c
+    count, score = session.execute(
+        sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(s.score), 0)).where(
+            s.account_id == account_id(), s.lead_id == lead_id
+        )
+    ).one()
+    return {"signal_count": count, "score": score}

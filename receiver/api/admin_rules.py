@@ -1,0 +1,124 @@
+"""/admin/rules: mapping rules, their preview and their backfill progress."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Response, current_app
+from flask_smorest import Blueprint
+
+from receiver.api.admin_auth import account_id, require_admin
+from receiver.api.schemas import PreviewResultSchema, PreviewSchema, RuleSchema
+from receiver.config import current_settings
+from receiver.db import engine_of, get_session
+from receiver.errors import BadRequest, NotFound
+from receiver.identity.resolve import Policy
+from receiver.ingest.segment import InvalidEvent, to_draft
+from receiver.models import Rule
+from receiver.rules import backfill, service
+from receiver.rules.engine import compile_rule
+from receiver.rules.preview import estimate
+
+blp = Blueprint(
+    "rules",
+    __name__,
+    url_prefix="/admin/rules",
+    description="Mapping rules: turn queued events into named, scored signals.",
+)
+blp.before_request(require_admin)
+
+
+@blp.route("", methods=["GET"], strict_slashes=False)
+@blp.response(200, RuleSchema(many=True))
+def list_rules() -> list[Rule]:
+    return service.list_rules(get_session(), account_id())
+
+
+@blp.route("", methods=["POST"], strict_slashes=False)
+@blp.arguments(RuleSchema)
+@blp.response(201, RuleSchema)
+def create_rule(data: dict[str, Any]) -> Rule:
+    session = get_session()
+    rule = service.create_rule(session, account_id(), data, datetime.now(UTC))
+    session.commit()
+    _start_backfill(rule)
+    return rule
+
+
+@blp.route("/<int:rule_id>", methods=["GET"])
+@blp.response(200, RuleSchema)
+def get_rule(rule_id: int) -> Rule:
+    rule = _owned_rule(rule_id)
+    if backfill.is_stale(rule.backfill_status, rule.backfill_heartbeat_at, datetime.now(UTC)):
+        _start_backfill(rule)  # its runner stopped (a restart, a crash): resume it
+    return rule
+
+
+@blp.route("/<int:rule_id>", methods=["PUT"])
+@blp.arguments(RuleSchema)
+@blp.response(200, RuleSchema)
+def replace_rule(data: dict[str, Any], rule_id: int) -> Rule:
+    return _update(rule_id, data)
+
+
+@blp.route("/<int:rule_id>", methods=["PATCH"])
+@blp.arguments(RuleSchema(partial=True))
+@blp.response(200, RuleSchema)
+def change_rule(data: dict[str, Any], rule_id: int) -> Rule:
+    return _update(rule_id, data)
+
+
+@blp.route("/<int:rule_id>", methods=["DELETE"])
+@blp.response(204)
+def delete_rule(rule_id: int) -> Response:
+    session = get_session()
+    service.delete_rule(session, _owned_rule(rule_id))
+    session.commit()
+    return Response(status=204)
+
+
+@blp.route("/preview", methods=["POST"])
+@blp.arguments(PreviewSchema)
+@blp.response(200, PreviewResultSchema)
+def preview(data: dict[str, Any]) -> dict[str, Any]:
+    """Whether the rule matches the payload and what it extracts; and what it would map among
+    the queued signals. Nothing is stored."""
+    rule = compile_rule(data["rule"])
+    try:
+        event = to_draft(data["payload"], datetime.now(UTC), current_settings().max_event_bytes)
+    except InvalidEvent as invalid:
+        raise BadRequest(f"The payload is not an event this receiver stores: {invalid}") from None
+    matches = rule.matches(event.source, event.event_type, event.event_name, event.payload)
+    match = rule.match(event.payload) if matches else None
+    return {
+        "matches": matches,
+        "mapped_name": match.name if match else None,
+        "score": match.score if match else None,
+        "fields": match.fields if match else {},
+        "email": match.email if match else None,
+        "queue": estimate(get_session(), account_id(), rule),
+    }
+
+
+def _update(rule_id: int, data: dict[str, Any]) -> Rule:
+    session = get_session()
+    rule = _owned_rule(rule_id)
+    rematch = service.update_rule(session, rule, data, datetime.now(UTC))
+    session.commit()
+    if rematch:
+        _start_backfill(rule)
+    return rule
+
+
+def _owned_rule(rule_id: int) -> Rule:
+    rule = service.get_rule(get_session(), account_id(), rule_id)
+    if rule is None:
+        raise NotFound("No such rule.")
+    return rule
+
+
+def _start_backfill(rule: Rule) -> None:
+    if rule.enabled and rule.id is not None:
+        policy = Policy(current_settings().max_leads_per_identifier)
+        backfill.start(engine_of(current_app), rule.account_id, rule.id, policy)

@@ -1,0 +1,239 @@
+"""Request and response shapes of the admin API, declared once; the OpenAPI document at
+/openapi.json is generated from them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from marshmallow import Schema, ValidationError, validates_schema
+from marshmallow import fields as f
+from marshmallow.validate import Length, OneOf, Range, Regexp
+
+from receiver.rules.operators import NO_VALUE, OPERATORS, compile_pattern
+from receiver.rules.paths import is_valid_path
+
+MAX_VALUE_JSON_BYTES = 10_000
+COMPARISONS = frozenset({"gt", "gte", "lt", "lte"})
+TEXT_OPERATORS = frozenset({"starts_with", "ends_with", "matches"})
+
+
+def validate_path(path: str) -> None:
+    if not is_valid_path(path):
+        raise ValidationError("A dot path like `properties.email` or `products.0.sku`.")
+
+
+class ConditionSchema(Schema):
+    field = f.String(required=True, validate=validate_path)
+    op = f.String(required=True, validate=OneOf(sorted(OPERATORS)))
+    value = f.Raw(allow_none=True, load_default=None)
+
+    @validates_schema
+    def _value_fits_the_operator(self, data: dict[str, Any], **_: Any) -> None:
+        op, value = data.get("op"), data.get("value")
+        if len(orjson.dumps(value)) > MAX_VALUE_JSON_BYTES:
+            raise ValidationError("Too large.", "value")
+        if op == "matches":
+            try:
+                compile_pattern(value)
+            except ValueError as error:
+                raise ValidationError(str(error), "value") from None
+        elif op in TEXT_OPERATORS and not isinstance(value, str):
+            raise ValidationError(f"`{op}` needs a string.", "value")
+        elif op == "in" and not isinstance(value, list):
+            raise ValidationError("`in` needs a list.", "value")
+        elif op in COMPARISONS and (
+            isinstance(value, bool) or not isinstance(value, int | float | str)
+        ):
+            raise ValidationError(f"`{op}` needs a number or a string.", "value")
+        elif op in NO_VALUE and value is not None:
+            raise ValidationError(f"`{op}` takes no value.", "value")
+
+
+class SignalSchema(Schema):
+    name = f.String(allow_none=True, load_default=None, validate=Length(1, 200))
+    score = f.Integer(allow_none=True, load_default=None, validate=Range(-1_000_000, 1_000_000))
+
+
+class BackfillSchema(Schema):
+    status = f.String()
+    scanned = f.Integer()
+    mapped = f.Integer()
+    finished_at = f.DateTime(allow_none=True)
+
+
+class RuleSchema(Schema):
+    id = f.Integer(dump_only=True)
+    name = f.String(required=True, validate=Length(1, 200))
+    enabled = f.Boolean(load_default=True)
+    priority = f.Integer(load_default=0, validate=Range(-1_000_000, 1_000_000))
+    source = f.String(allow_none=True, load_default=None, validate=OneOf(["segment", "webhook"]))
+    event_type = f.String(allow_none=True, load_default=None, validate=Length(1, 100))
+    event_name = f.String(allow_none=True, load_default=None, validate=Length(1, 500))
+    conditions = f.List(f.Nested(ConditionSchema), load_default=list, validate=Length(max=50))
+    # Not `fields`: that name belongs to Schema itself.
+    field_paths = f.Dict(
+        data_key="fields",
+        attribute="fields",
+        keys=f.String(validate=Regexp(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")),
+        values=f.String(validate=validate_path),
+        load_default=dict,
+        validate=Length(max=50),
+    )
+    signal = f.Nested(SignalSchema, allow_none=True, load_default=None)
+    version = f.Integer(dump_only=True)
+    created_at = f.DateTime(dump_only=True)
+    updated_at = f.DateTime(dump_only=True)
+    backfill = f.Method("_backfill", dump_only=True)
+
+    def _backfill(self, rule: Any) -> dict[str, Any]:
+        return {
+            "status": rule.backfill_status,
+            "scanned": rule.backfill_scanned,
+            "mapped": rule.backfill_mapped,
+            "finished_at": rule.backfill_finished_at.isoformat()
+            if rule.backfill_finished_at
+            else None,
+        }
+
+
+class PreviewSchema(Schema):
+    rule = f.Nested(RuleSchema, required=True)
+    payload = f.Dict(required=True)
+
+
+class PreviewResultSchema(Schema):
+    matches = f.Boolean()
+    mapped_name = f.String(allow_none=True)
+    score = f.Integer(allow_none=True)
+    extracted = f.Dict(data_key="fields", attribute="fields")
+    email = f.String(allow_none=True)
+    queue = f.Dict(
+        metadata={
+            "description": "What the rule would map among queued signals: "
+            "candidates, scanned, matches, leads_created."
+        }
+    )
+
+
+class PageArgsSchema(Schema):
+    page = f.Integer(load_default=1, validate=Range(1, 100_000))
+    per_page = f.Integer(load_default=50, validate=Range(1, 500))
+
+
+class QueueGroupSchema(Schema):
+    source = f.String()
+    event_type = f.String(allow_none=True)
+    event_name = f.String(allow_none=True)
+    count = f.Integer()
+    first_seen = f.DateTime()
+    last_seen = f.DateTime()
+    sample = f.Dict()
+    suggested_rule = f.Dict()
+
+
+class QueueSchema(Schema):
+    total = f.Integer()
+    page = f.Integer()
+    per_page = f.Integer()
+    groups = f.List(f.Nested(QueueGroupSchema))
+
+
+class LeadArgsSchema(PageArgsSchema):
+    email = f.String(validate=Length(1, 320))
+
+
+class LeadDetailArgsSchema(Schema):
+    signals_limit = f.Integer(load_default=100, validate=Range(1, 1_000))
+
+
+class UsageSchema(Schema):
+    plan = f.String()
+    limit = f.Integer()
+    used = f.Integer()
+    period_start = f.DateTime()
+    period_end = f.DateTime()
+
+
+class KeySchema(Schema):
+    id = f.Integer()
+    prefix = f.String()
+    has_secret = f.Boolean()
+    created_at = f.DateTime()
+    revoked_at = f.DateTime(allow_none=True)
+
+
+class NewKeyArgsSchema(Schema):
+    secret = f.String(allow_none=True, load_default=None, validate=Length(8, 200))
+
+
+class NewKeySchema(KeySchema):
+    api_key = f.String(metadata={"description": "Shown once: only its hash is stored."})
+    webhook_path = f.String()
+
+
+class IdentitySchema(Schema):
+    kind = f.String()
+    value = f.String()
+    blocked_at = f.DateTime(allow_none=True)
+
+
+class LeadSignalSchema(Schema):
+    id = f.Integer()
+    source = f.String()
+    event_type = f.String(allow_none=True)
+    event_name = f.String(allow_none=True)
+    mapped_name = f.String(allow_none=True)
+    score = f.Integer(allow_none=True)
+    rule_id = f.Integer(allow_none=True)
+    mapped_fields = f.Dict(allow_none=True)
+    anonymous_id = f.String(allow_none=True)
+    user_id = f.String(allow_none=True)
+    message_id = f.String(allow_none=True)
+    occurred_at = f.DateTime()
+    received_at = f.DateTime()
+    linked_by_signal_id = f.Integer(allow_none=True)
+    payload = f.Dict()
+
+
+class LeadSchema(Schema):
+    id = f.Integer()
+    email = f.String()
+    name = f.String(allow_none=True)
+    first_name = f.String(allow_none=True)
+    last_name = f.String(allow_none=True)
+    company = f.String(allow_none=True)
+    title = f.String(allow_none=True)
+    group_id = f.String(allow_none=True)
+    traits = f.Dict()
+    first_seen_at = f.DateTime()
+    last_seen_at = f.DateTime()
+    created_at = f.DateTime()
+    signal_count = f.Integer()
+    score = f.Integer()
+    identities = f.List(f.Nested(IdentitySchema))
+    signals = f.List(f.Nested(LeadSignalSchema))
+
+
+class LeadListSchema(Schema):
+    total = f.Integer()
+    page = f.Integer()
+    per_page = f.Integer()
+    leads = f.List(f.Nested(LeadSchema(exclude=("identities", "signals"))))
+
+
+class ConflictSchema(Schema):
+    message_id = f.String()
+    versions = f.Integer()
+    first_received_at = f.DateTime()
+    last_received_at = f.DateTime()
+
+
+def schema_name(schema: Any) -> str:
+    """Component names for the OpenAPI document: one per schema and modifier."""
+    cls = schema if isinstance(schema, type) else type(schema)
+    name = cls.__name__.removesuffix("Schema")
+    if isinstance(schema, Schema):
+        name += "Patch" if schema.partial else ""
+        name += "Summary" if schema.exclude else ""
+    return name

@@ -1,0 +1,63 @@
+"""What a draft rule would do to the Signal Queue, computed without storing anything."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session
+
+from receiver.models import leads_table, queue_table, signals_table
+from receiver.rules.engine import CompiledRule
+
+SCAN_LIMIT = 5_000
+
+
+def estimate(session: Session, account_id: int, rule: CompiledRule) -> dict[str, Any]:
+    """Matches among the newest SCAN_LIMIT queued signals the rule could apply to, and how
+    many leads their emails would create; `complete` says whether that was all of them."""
+    q, s = queue_table.c, signals_table.c
+    filters = [
+        (q.source, s.source, rule.source),
+        (q.event_type, s.event_type, rule.event_type),
+        (q.event_name, s.event_name, rule.event_name),
+    ]
+    candidates = session.execute(
+        sa.select(sa.func.coalesce(sa.func.sum(q.count), 0)).where(
+            q.account_id == account_id,
+            q.count > 0,
+            *[group == value for group, _, value in filters if value is not None],
+        )
+    ).scalar_one()
+    rows = session.execute(
+        sa.select(s.source, s.event_type, s.event_name, s.payload)
+        .where(
+            s.account_id == account_id,
+            s.rule_id.is_(None),
+            *[column == value for _, column, value in filters if value is not None],
+        )
+        .order_by(s.id.desc())
+        .limit(SCAN_LIMIT)
+    ).all()
+    matched = [
+        rule.match(r.payload)
+        for r in rows
+        if rule.matches(r.source, r.event_type, r.event_name, r.payload)
+    ]
+    emails = {m.email for m in matched if m.email is not None}
+    known = set()
+    if emails:
+        known = set(
+            session.execute(
+                sa.select(leads_table.c.email).where(
+                    leads_table.c.account_id == account_id, leads_table.c.email.in_(emails)
+                )
+            ).scalars()
+        )
+    return {
+        "candidates": int(candidates),
+        "scanned": len(rows),
+        "matches": len(matched),
+        "leads_created": len(emails - known),
+        "complete": len(rows) >= candidates,
+    }
