@@ -18,6 +18,7 @@ class Settings:
     # Segment's Webhooks destination batches up to 4,000 events of at most 32 KB each.
     max_body_bytes: int = 16 * 1024 * 1024
     max_event_bytes: int = 32 * 1024
+    max_batch_events: int = 10_000
     # Segment gives up on a request after 5 s: a slow store must answer 503 well before.
     db_connect_timeout_s: int = 2
     db_statement_timeout_ms: int = 3000

@@ -47,6 +47,8 @@ def make_engine(settings: Settings) -> sa.Engine:
         pool_timeout=settings.db_pool_timeout_s,
         # After the database restarts, a pooled connection is found dead before it is used.
         pool_pre_ping=True,
+        # Statement parameters hold payloads and emails: errors and logs must not.
+        hide_parameters=True,
         json_serializer=_json_dumps,
         json_deserializer=orjson.loads,
     )
@@ -56,6 +58,7 @@ def _sqlite_engine(url: sa.URL) -> sa.Engine:
     engine = sa.create_engine(
         url,
         connect_args={"timeout": 10, "check_same_thread": False},
+        hide_parameters=True,
         json_serializer=_json_dumps,
         json_deserializer=orjson.loads,
     )

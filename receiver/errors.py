@@ -80,9 +80,9 @@ def init_app(app: Flask, retry_after_unavailable_s: int) -> None:
         # webargs (behind flask-smorest) puts field-level messages, by location, on data.
         located = (getattr(error, "data", None) or {}).get("messages")
         if located:
-            fields = {
-                name: problem for by_field in located.values() for name, problem in by_field.items()
-            }
+            fields: dict[str, Any] = {}
+            for problems in located.values():
+                fields.update(problems if isinstance(problems, dict) else {"_schema": problems})
             return error_response(status, "Invalid request: see `errors`.", errors=fields)
         return error_response(status, message)
 

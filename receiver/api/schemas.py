@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from marshmallow import Schema, ValidationError, validates_schema
+from marshmallow import Schema as BaseSchema
+from marshmallow import ValidationError, pre_load, validates_schema
 from marshmallow import fields as f
 from marshmallow.validate import Length, OneOf, Range, Regexp
 
@@ -16,6 +17,25 @@ from receiver.rules.paths import is_valid_path
 MAX_VALUE_JSON_BYTES = 10_000
 COMPARISONS = frozenset({"gt", "gte", "lt", "lte"})
 TEXT_OPERATORS = frozenset({"starts_with", "ends_with", "matches"})
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(item) for item in value)
+    return False
+
+
+class Schema(BaseSchema):
+    @pre_load
+    def _no_nul_characters(self, data: Any, **_: Any) -> Any:
+        # The store cannot hold NUL in text: refuse it here rather than fail when saving.
+        if _has_nul(data):
+            raise ValidationError("NUL characters are not allowed.", "_schema")
+        return data
 
 
 def validate_path(path: str) -> None:

@@ -14,7 +14,7 @@ from sqlmodel import Session
 from receiver.accounts import Sender, find_sender
 from receiver.config import current_settings
 from receiver.db import engine_of, run_transaction
-from receiver.errors import BadRequest, OverLimit, Unauthorized
+from receiver.errors import BadRequest, OverLimit, PayloadTooLarge, Unauthorized
 from receiver.identity.resolve import Policy
 from receiver.ingest.parse import parse_events
 from receiver.ingest.pipeline import (
@@ -127,6 +127,9 @@ def authenticate(session: Session, api_key: str | None, raw: bytes) -> Sender:
 
 def parse(raw: bytes, now: datetime, default_type: str | None) -> Prepared:
     events, _ = parse_events(raw)
+    limit = current_settings().max_batch_events
+    if len(events) > limit:
+        raise PayloadTooLarge(f"More than {limit} events in one body: send smaller batches.")
     prepared = prepare(events, now, current_settings().max_event_bytes, default_type)
     if not prepared.drafts:
         results = [{"status": "invalid", "message": str(item)} for item in prepared.items]

@@ -1,0 +1,150 @@
+"""Whatever a sender throws at the receiver: a clear 4xx JSON message, never a 5xx, nothing
+stored."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+import orjson
+import pytest
+import sqlalchemy as sa
+
+from tests.builders import track
+from tests.conftest import make_account
+
+EVENT = orjson.dumps(track())
+
+BAD_BODIES = {
+    "malformed": b"{type: track}",
+    "truncated": EVENT[:-7],
+    "invalid utf-8": b'{"type": "track", "event": "caf\xe9"}',
+    "lone surrogate": b'{"type": "track", "event": "\\udc00"}',
+    "nan": b'{"type": "track", "anonymousId": "a", "properties": {"x": NaN}}',
+    "infinity": b'{"type": "track", "anonymousId": "a", "properties": {"x": -Infinity}}',
+    "overflowing number": b'{"type": "track", "anonymousId": "a", "properties": {"x": 1e999}}',
+    "deep nesting": b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+    "nesting past the serializer": b'{"a": ' + b"[" * 300 + b"]" * 300 + b"}",
+    "top-level string": b'"track"',
+    "top-level number": b"42",
+    "top-level null": b"null",
+    "empty body": b"",
+    "empty array": b"[]",
+    "empty batch": b'{"batch": []}',
+    "array of scalars": orjson.dumps([1] * 100_000),
+    "too many events": orjson.dumps([{"n": n} for n in range(10_001)]),
+    "type is a number": b'{"type": 7, "anonymousId": "a", "messageId": "m"}',
+    "type is unknown": b'{"type": "launch", "anonymousId": "a", "messageId": "m"}',
+    "messageId is an object": b'{"type": "track", "anonymousId": "a", "messageId": {"x": 1}}',
+    "userId is a boolean": b'{"type": "identify", "userId": true}',
+    "traits is a string": b'{"type": "identify", "userId": "u", "traits": "ada"}',
+    "properties is a list": b'{"type": "track", "userId": "u", "properties": [1]}',
+    "null byte in a value": b'{"type": "track", "anonymousId": "a", "event": "x\\u0000y"}',
+    "null byte in a key": b'{"type": "track", "anonymousId": "a", "properties": {"\\u0000": 1}}',
+    "enormous string": orjson.dumps(track(properties={"blob": "x" * 200_000})),
+}
+
+
+def signal_count(engine, account_id):
+    with engine.connect() as connection:
+        return connection.execute(
+            sa.text("SELECT count(*) FROM signals WHERE account_id = :a"), {"a": account_id}
+        ).scalar_one()
+
+
+@pytest.mark.parametrize("name", sorted(BAD_BODIES))
+def test_bad_body_is_a_4xx_with_a_message_and_stores_nothing(client, account, engine, name):
+    response = client.post(f"/webhook/{account.api_key}", data=BAD_BODIES[name])
+    assert 400 <= response.status_code < 500, response.status_code
+    assert response.is_json and response.json["message"]
+    assert signal_count(engine, account.account_id) == 0
+
+
+def test_body_over_sixteen_megabytes_is_413(client, account, engine):
+    response = client.post(f"/webhook/{account.api_key}", data=b"[" + b" " * (16 << 20) + b"]")
+    assert response.status_code == 413 and response.json["message"]
+    assert signal_count(engine, account.account_id) == 0
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "..%2F..%2Fetc%2Fpasswd",
+        "rk_1_%27%3B%20DROP%20TABLE%20signals%3B--",
+        "rk_1_aaaaaaaaaaaaaaaaaaaaaaaaaaaa%00",
+        "ra_1_aaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        "rk_99999999999999999999_aaaaaaaaaaaaaaaaaaaa",
+        "%F0%9F%94%91" * 50,
+        "x" * 5_000,
+    ],
+)
+def test_unknown_and_malformed_keys_are_refused(client, key):
+    response = client.post(f"/webhook/{key}", data=EVENT)
+    assert response.status_code in (401, 404)
+    assert response.is_json and response.json["message"]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"X-Api-Secret": ""},
+        {"X-Api-Secret": "s3cret "},
+        {"X-Signature": "0" * 40},
+        {"X-Signature": "not hex at all"},
+        {"X-Segment-Signature": ""},
+        {"X-Signature": hmac.new(b"wrong", EVENT, hashlib.sha1).hexdigest()},
+    ],
+)
+def test_wrong_or_missing_secrets_are_401_and_store_nothing(client, engine, headers):
+    account = make_account(engine, secret="s3cret")
+    response = client.post(f"/webhook/{account.api_key}", data=EVENT, headers=headers)
+    assert response.status_code == 401 and response.json["message"]
+    assert signal_count(engine, account.account_id) == 0
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        {"name": "x", "conditions": [{"field": "__class__.__init__", "op": "exists"}]},
+        {"name": "x", "conditions": [{"field": "a." * 40 + "b", "op": "exists"}]},
+        {"name": "x", "conditions": [{"field": "../../etc", "op": "equals", "value": 1}]},
+        {"name": "x", "conditions": [{"field": "a", "op": "matches", "value": "(a+)+$" * 500}]},
+        {"name": "x", "conditions": [{"field": "a", "op": "matches", "value": "(?P<x>a)(?P=x)"}]},
+        {"name": "x", "conditions": [{"field": "a", "op": "matches", "value": 5}]},
+        {"name": "x", "fields": {"email": "a\u0000b"}},
+        {"name": "\u0000"},
+        {"name": "x", "conditions": "all"},
+        {"name": "x", "priority": 10**30},
+    ],
+)
+def test_hostile_rules_are_refused_or_harmless(client, account, rule):
+    headers = {"Authorization": f"Bearer {account.admin_token}"}
+    response = client.post("/admin/rules", json=rule, headers=headers)
+    assert response.status_code in (201, 400, 422), response.status_code
+    assert response.is_json
+    if response.status_code == 201:  # stored as data, never evaluated as code
+        preview = client.post(
+            "/admin/rules/preview", headers=headers, json={"rule": rule, "payload": track()}
+        )
+        assert preview.status_code == 200 and preview.json["matches"] is False
+    else:
+        assert response.json["message"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"{bad",
+        b"[]",
+        b'"x"',
+        b'{"rule": 5, "payload": []}',
+        b'{"rule": {"name": "x"}, "payload": {"\\u0000": 1}}',
+    ],
+)
+def test_hostile_admin_bodies_are_4xx(client, account, body):
+    headers = {"Authorization": f"Bearer {account.admin_token}", "Content-Type": "application/json"}
+    for path in ["/admin/rules", "/admin/rules/preview", "/admin/keys"]:
+        response = client.post(path, data=body, headers=headers)
+        assert 400 <= response.status_code < 500, (path, response.status_code)
+        assert response.is_json and response.json["message"]
