@@ -5,11 +5,20 @@ from __future__ import annotations
 from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Flask
 from flask_smorest import Api
+from werkzeug.routing import IntegerConverter, Map
 
 from receiver import cli, db, errors, logs
 from receiver.api import admin_account, admin_leads, admin_queue, admin_rules, health, webhook
 from receiver.api.schemas import schema_name
 from receiver.config import Settings
+
+
+class IdConverter(IntegerConverter):
+    """A row id in a path: a positive bigint, or no such route (404), never a store error."""
+
+    def __init__(self, url_map: Map) -> None:
+        super().__init__(url_map, min=1, max=2**63 - 1)
+
 
 OPENAPI = {
     "API_TITLE": "receiver",
@@ -37,6 +46,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["receiver.settings"] = settings
     app.config.update(OPENAPI)
     db.init_app(app, settings)
+    app.url_map.converters["id"] = IdConverter
     api = Api(
         app, spec_kwargs={"marshmallow_plugin": MarshmallowPlugin(schema_name_resolver=schema_name)}
     )

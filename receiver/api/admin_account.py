@@ -83,7 +83,7 @@ def create_key(args: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@blp.route("/keys/<int:key_id>", methods=["DELETE"])
+@blp.route("/keys/<id:key_id>", methods=["DELETE"])
 @blp.response(204)
 def revoke_key(key_id: int) -> Response:
     session = get_session()

@@ -68,7 +68,7 @@ def find_leads(args: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@blp.route("/<int:lead_id>", methods=["GET"])
+@blp.route("/<id:lead_id>", methods=["GET"])
 @blp.arguments(LeadDetailArgsSchema, location="query")
 @blp.response(200, LeadSchema)
 def get_lead(args: dict[str, Any], lead_id: int) -> dict[str, Any]:

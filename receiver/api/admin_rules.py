@@ -46,7 +46,7 @@ def create_rule(data: dict[str, Any]) -> Rule:
     return rule
 
 
-@blp.route("/<int:rule_id>", methods=["GET"])
+@blp.route("/<id:rule_id>", methods=["GET"])
 @blp.response(200, RuleSchema)
 def get_rule(rule_id: int) -> Rule:
     rule = _owned_rule(rule_id)
@@ -55,21 +55,21 @@ def get_rule(rule_id: int) -> Rule:
     return rule
 
 
-@blp.route("/<int:rule_id>", methods=["PUT"])
+@blp.route("/<id:rule_id>", methods=["PUT"])
 @blp.arguments(RuleSchema)
 @blp.response(200, RuleSchema)
 def replace_rule(data: dict[str, Any], rule_id: int) -> Rule:
     return _update(rule_id, data)
 
 
-@blp.route("/<int:rule_id>", methods=["PATCH"])
+@blp.route("/<id:rule_id>", methods=["PATCH"])
 @blp.arguments(RuleSchema(partial=True))
 @blp.response(200, RuleSchema)
 def change_rule(data: dict[str, Any], rule_id: int) -> Rule:
     return _update(rule_id, data)
 
 
-@blp.route("/<int:rule_id>", methods=["DELETE"])
+@blp.route("/<id:rule_id>", methods=["DELETE"])
 @blp.response(204)
 def delete_rule(rule_id: int) -> Response:
     session = get_session()

@@ -6,6 +6,7 @@ import logging
 import math
 from datetime import UTC, datetime
 from functools import partial
+from typing import Any
 
 from flask import Response, current_app, jsonify, request
 from flask_smorest import Blueprint
@@ -44,24 +45,61 @@ TRACKING_CALLS = {
 }
 
 
+_EVENT = {"type": "object", "description": "A Segment event, or any JSON object."}
+EVENTS_DOC: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "oneOf": [
+                        _EVENT,
+                        {"type": "array", "items": _EVENT},
+                        {
+                            "type": "object",
+                            "properties": {"batch": {"type": "array", "items": _EVENT}},
+                        },
+                    ]
+                }
+            }
+        },
+    },
+    "responses": {
+        "200": {
+            "description": "Every event stored, held cold, or a duplicate: "
+            "`{received, stored, duplicates, results}`."
+        },
+        "400": {"description": "Not JSON, no valid event."},
+        "401": {"description": "Unknown or revoked key, or a missing secret."},
+        "413": {"description": "Body over the limit."},
+        "429": {"description": "The month's limit is reached (Retry-After)."},
+        "503": {"description": "The store is unavailable (Retry-After)."},
+    },
+}
+
+
 @bp.route("/webhook/<api_key>", methods=METHODS, strict_slashes=False)
 @bp.route("/api/signal-staging/webhook/<api_key>", methods=METHODS, strict_slashes=False)
+@bp.doc(**EVENTS_DOC)
 def webhook(api_key: str) -> Response:
     return receive(api_key)
 
 
 @bp.route("/webhook", methods=METHODS, strict_slashes=False)
 @bp.route("/api/signal-staging/webhook", methods=METHODS, strict_slashes=False)
+@bp.doc(**EVENTS_DOC, security=[{"apiKey": []}])
 def webhook_basic_auth() -> Response:
     return receive(basic_auth_key())
 
 
 @bp.post("/webhook/<api_key>/v1/<call>", strict_slashes=False)
+@bp.doc(**EVENTS_DOC)
 def tracking_api_with_key(api_key: str, call: str) -> Response:
     return receive(api_key, tracking_call(call))
 
 
 @bp.post("/v1/<call>", strict_slashes=False)
+@bp.doc(**EVENTS_DOC, security=[{"apiKey": []}])
 def tracking_api(call: str) -> Response:
     return receive(basic_auth_key(), tracking_call(call))
 
