@@ -19,22 +19,27 @@ COMPARISONS = frozenset({"gt", "gte", "lt", "lte"})
 TEXT_OPERATORS = frozenset({"starts_with", "ends_with", "matches"})
 
 
-def _has_nul(value: Any) -> bool:
+def unstorable(value: Any) -> str | None:
+    """Why a JSON value cannot be stored as it is (the store holds no NUL character in text
+    and no integer past 64 bits), or None."""
     if isinstance(value, str):
-        return "\x00" in value
+        return "NUL characters are not allowed." if "\x00" in value else None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return None if -(2**63) <= value < 2**64 else "Integers must fit in 64 bits."
     if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+        return next(filter(None, (unstorable(k) or unstorable(v) for k, v in value.items())), None)
     if isinstance(value, list):
-        return any(_has_nul(item) for item in value)
-    return False
+        return next(filter(None, map(unstorable, value)), None)
+    return None
 
 
 class Schema(BaseSchema):
     @pre_load
-    def _no_nul_characters(self, data: Any, **_: Any) -> Any:
-        # The store cannot hold NUL in text: refuse it here rather than fail when saving.
-        if _has_nul(data):
-            raise ValidationError("NUL characters are not allowed.", "_schema")
+    def _storable(self, data: Any, **_: Any) -> Any:
+        # Refused here, with a message, rather than failing when stored.
+        problem = unstorable(data)
+        if problem:
+            raise ValidationError(problem, "_schema")
         return data
 
 
