@@ -91,19 +91,26 @@ def create_api_key(
     return key
 
 
+_SENDER = (
+    sa.select(col(ApiKey.id), col(ApiKey.secret), col(Account.plan), col(Account.signal_limit))
+    .join(Account, col(Account.id) == ApiKey.account_id)
+    .where(
+        col(ApiKey.account_id) == sa.bindparam("account_id"),
+        col(ApiKey.key_hash) == sa.bindparam("key_hash"),
+        col(ApiKey.revoked_at).is_(None),
+    )
+)
+
+
 def find_sender(session: Session, api_key: str) -> Sender | None:
     key = parse_credential(api_key, API_KEY_KIND)
     if key is None:
         return None
-    row = session.execute(
-        sa.select(col(ApiKey.id), col(ApiKey.secret), col(Account.plan), col(Account.signal_limit))
-        .join(Account, col(Account.id) == ApiKey.account_id)
-        .where(
-            col(ApiKey.account_id) == key.account_id,
-            col(ApiKey.key_hash) == key.digest,
-            col(ApiKey.revoked_at).is_(None),
-        )
-    ).first()
+    row = (
+        session.connection()
+        .execute(_SENDER, {"account_id": key.account_id, "key_hash": key.digest})
+        .first()
+    )
     if row is None:
         return None
     return Sender(key.account_id, row.id, row.secret, row.plan, row.signal_limit)

@@ -30,6 +30,8 @@ class Settings:
     cold_retention_days: int = 90
     # An anonymousId that has linked to more distinct emails than this stops linking.
     max_leads_per_identifier: int = 5
+    # Moving a very long anonymous history onto its lead may outlast the statement timeout.
+    rehydrate_timeout_ms: int = 20_000
     public_url: str = "http://127.0.0.1:8000"
     log_level: str = "INFO"
 

@@ -45,8 +45,6 @@ def make_engine(settings: Settings) -> sa.Engine:
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_pool_size,
         pool_timeout=settings.db_pool_timeout_s,
-        # After the database restarts, a pooled connection is found dead before it is used.
-        pool_pre_ping=True,
         # Statement parameters hold payloads and emails: errors and logs must not.
         hide_parameters=True,
         json_serializer=_json_dumps,
@@ -90,7 +88,13 @@ def run_transaction(engine: sa.Engine, work: Callable[[Session], T]) -> T:
                 with session.begin():
                     return work(session)
             except exc.DBAPIError as error:
-                if attempt == TRANSACTION_ATTEMPTS or not is_retryable(error):
+                # A pooled connection that died with a database restart is found out by its
+                # first statement (no ping before each request): the pool drops every such
+                # connection and the transaction runs again on a new one. Were it its commit
+                # that failed, the retry finds its events as duplicates: still stored once.
+                if attempt == TRANSACTION_ATTEMPTS or not (
+                    is_retryable(error) or error.connection_invalidated
+                ):
                     raise
                 log.warning("transaction retried after %s", error.orig.__class__.__name__)
     raise AssertionError("unreachable")

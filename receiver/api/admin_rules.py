@@ -13,7 +13,7 @@ from receiver.api.schemas import PreviewResultSchema, PreviewSchema, RuleSchema
 from receiver.config import current_settings
 from receiver.db import engine_of, get_session
 from receiver.errors import BadRequest, NotFound
-from receiver.identity.resolve import Policy
+from receiver.identity.resolve import identity_policy
 from receiver.ingest.segment import InvalidEvent, to_draft
 from receiver.models import Rule
 from receiver.rules import backfill, service
@@ -120,5 +120,5 @@ def _owned_rule(rule_id: int) -> Rule:
 
 def _start_backfill(rule: Rule) -> None:
     if rule.enabled and rule.id is not None:
-        policy = Policy(current_settings().max_leads_per_identifier)
+        policy = identity_policy(current_settings())
         backfill.start(engine_of(current_app), rule.account_id, rule.id, policy)

@@ -16,7 +16,7 @@ from receiver.accounts import Sender, find_sender
 from receiver.config import current_settings
 from receiver.db import engine_of, run_transaction
 from receiver.errors import BadRequest, OverLimit, PayloadTooLarge, Unauthorized
-from receiver.identity.resolve import Policy
+from receiver.identity.resolve import identity_policy
 from receiver.ingest.parse import parse_events
 from receiver.ingest.pipeline import (
     NeedsExclusive,
@@ -120,7 +120,7 @@ def receive(api_key: str | None, default_type: str | None = None) -> Response:
     now = datetime.now(UTC)
     engine = engine_of(current_app)
 
-    policy = Policy(current_settings().max_leads_per_identifier)
+    policy = identity_policy(current_settings())
 
     def attempt(session: Session, exclusive: bool = False) -> Outcome:
         sender = authenticate(session, api_key, raw)

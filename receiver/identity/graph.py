@@ -6,7 +6,8 @@ locks.py), so reads of the graph stay true until commit.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -53,14 +54,13 @@ def lookup(session: Session, account_id: int, keys: Iterable[Key]) -> dict[Key, 
         by_kind[kind].add(value)
     if not any(by_kind.values()):
         return {}
-    i, c = identities_table.c, clusters_table.c
-    matches = [
-        sa.and_(i.kind == kind, i.value.in_(values)) for kind, values in by_kind.items() if values
-    ]
-    rows = session.execute(
-        sa.select(i.kind, i.value, i.cluster_id, c.lead_id, i.blocked_at, i.lead_history)
-        .join(clusters_table, sa.and_(c.account_id == i.account_id, c.id == i.cluster_id))
-        .where(i.account_id == account_id, sa.or_(*matches))
+    rows = session.connection().execute(
+        _LOOKUP,
+        {
+            "account_id": account_id,
+            "anonymous": sorted(by_kind[ANONYMOUS]),
+            "users": sorted(by_kind[USER]),
+        },
     )
     return {
         (r.kind, r.value): Known(
@@ -68,6 +68,26 @@ def lookup(session: Session, account_id: int, keys: Iterable[Key]) -> dict[Key, 
         )
         for r in rows
     }
+
+
+def _lookup_statement() -> sa.Select:
+    i, c = identities_table.c, clusters_table.c
+    return (
+        sa.select(i.kind, i.value, i.cluster_id, c.lead_id, i.blocked_at, i.lead_history)
+        .join(clusters_table, sa.and_(c.account_id == i.account_id, c.id == i.cluster_id))
+        .where(
+            i.account_id == sa.bindparam("account_id"),
+            sa.or_(
+                sa.and_(
+                    i.kind == ANONYMOUS, i.value.in_(sa.bindparam("anonymous", expanding=True))
+                ),
+                sa.and_(i.kind == USER, i.value.in_(sa.bindparam("users", expanding=True))),
+            ),
+        )
+    )
+
+
+_LOOKUP = _lookup_statement()
 
 
 def lead_of(keys: Sequence[Key], known: dict[Key, Known]) -> int | None:
@@ -231,30 +251,78 @@ def cluster_keys(session: Session, account_id: int, cluster_id: int) -> list[Key
 
 
 def rehydrate(
-    session: Session, account_id: int, cluster_id: int, lead_id: int, cause_id: int, now: datetime
+    session: Session,
+    account_id: int,
+    cluster_id: int,
+    lead_id: int,
+    cause_id: int,
+    now: datetime,
+    timeout_ms: int,
 ) -> int:
     """Move every cold signal of every identifier of the cluster onto the lead: one statement,
-    whatever their number. Returns how many moved."""
-    s, i = signals_table.c, identities_table.c
+    whatever their number. Returns how many moved.
 
-    def of_cluster(kind: str) -> sa.Select:
-        return sa.select(i.value).where(
-            i.account_id == account_id,
-            i.cluster_id == cluster_id,
-            i.kind == kind,
-            i.blocked_at.is_(None),
+    The identifiers go in as lists, so that the planner combines the two partial indexes of
+    cold signals instead of reading all of the account's cold storage. A visitor with a very
+    long anonymous history may take longer than the usual statement timeout: this statement
+    gets timeout_ms."""
+    i = identities_table.c
+    keys = (
+        session.connection()
+        .execute(
+            sa.select(i.kind, i.value).where(
+                i.account_id == account_id, i.cluster_id == cluster_id, i.blocked_at.is_(None)
+            )
         )
+        .all()
+    )
+    params = {
+        "account": account_id,
+        "lead": lead_id,
+        "cause": cause_id,
+        "now": now,
+        "anonymous": [value for kind, value in keys if kind == ANONYMOUS],
+        "users": [value for kind, value in keys if kind == USER],
+    }
+    with statement_timeout(session, timeout_ms):
+        return session.connection().execute(_REHYDRATE, params).rowcount
 
-    result = session.execute(
+
+def _rehydrate_statement() -> sa.Update:
+    s = signals_table.c
+    return (
         sa.update(signals_table)
         .where(
-            s.account_id == account_id,
+            s.account_id == sa.bindparam("account"),
             s.is_cold,
-            sa.or_(s.anonymous_id.in_(of_cluster(ANONYMOUS)), s.user_id.in_(of_cluster(USER))),
+            sa.or_(
+                s.anonymous_id.in_(sa.bindparam("anonymous", expanding=True)),
+                s.user_id.in_(sa.bindparam("users", expanding=True)),
+            ),
         )
-        .values(lead_id=lead_id, is_cold=False, linked_by_signal_id=cause_id, linked_at=now)
+        .values(
+            lead_id=sa.bindparam("lead"),
+            is_cold=False,
+            linked_by_signal_id=sa.bindparam("cause"),
+            linked_at=sa.bindparam("now"),
+        )
     )
-    return result.rowcount  # type: ignore[attr-defined, no-any-return]
+
+
+_REHYDRATE = _rehydrate_statement()
+
+
+@contextmanager
+def statement_timeout(session: Session, timeout_ms: int) -> Iterator[None]:
+    if session.get_bind().dialect.name != "postgresql":
+        yield
+        return
+    connection = session.connection()
+    connection.execute(
+        sa.text("SELECT set_config('statement_timeout', :ms, true)"), {"ms": str(timeout_ms)}
+    )
+    yield
+    connection.execute(sa.text("RESET statement_timeout"))  # back to the connection's own
 
 
 def forget_cluster(session: Session, account_id: int, cluster_id: int) -> None:

@@ -20,8 +20,12 @@ SHARED, EXCLUSIVE = "shared", "exclusive"
 def lock_account(session: Session, account_id: int, mode: str) -> None:
     if session.get_bind().dialect.name != "postgresql":
         return  # SQLite runs one writing transaction at a time (BEGIN IMMEDIATE) anyway
-    function = "pg_advisory_xact_lock" if mode == EXCLUSIVE else "pg_advisory_xact_lock_shared"
-    session.execute(
-        sa.text(f"SELECT {function}(:namespace, :account)"),
-        {"namespace": LOCK_NAMESPACE, "account": account_id % 2**31},
+    session.connection().execute(
+        _LOCKS[mode], {"namespace": LOCK_NAMESPACE, "account": account_id % 2**31}
     )
+
+
+_LOCKS = {
+    EXCLUSIVE: sa.text("SELECT pg_advisory_xact_lock(:namespace, :account)"),
+    SHARED: sa.text("SELECT pg_advisory_xact_lock_shared(:namespace, :account)"),
+}

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlmodel import Session
 
+from receiver.config import Settings
 from receiver.identity import graph, leads
 from receiver.identity.identifiers import normalise_email, traits_of, usable
 from receiver.ingest import store
@@ -33,6 +34,11 @@ class Applied:
 @dataclass(frozen=True)
 class Policy:
     max_leads_per_identifier: int = 5
+    rehydrate_timeout_ms: int = 20_000
+
+
+def identity_policy(settings: Settings) -> Policy:
+    return Policy(settings.max_leads_per_identifier, settings.rehydrate_timeout_ms)
 
 
 def changes_identity(draft: Draft) -> bool:
@@ -135,7 +141,15 @@ def resolve(
         return
     if traits:
         leads.enrich(session, account_id, linked.lead_id, traits, draft.occurred_at)
-    graph.rehydrate(session, account_id, linked.cluster_id, linked.lead_id, cause_id, now)
+    graph.rehydrate(
+        session,
+        account_id,
+        linked.cluster_id,
+        linked.lead_id,
+        cause_id,
+        now,
+        policy.rehydrate_timeout_ms,
+    )
     store.attach(session, account_id, cause_id, linked.lead_id, now)
     applied.cold.discard(draft.content_hash)
     span = leads.span_of_lead(session, account_id, linked.lead_id)

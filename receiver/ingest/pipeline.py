@@ -169,8 +169,12 @@ class NeedsExclusive(Exception):
 
 
 def rules_version(session: Session, account_id: int) -> int:
-    a = accounts_table.c
-    return session.execute(sa.select(a.rules_version).where(a.id == account_id)).scalar_one()
+    return session.connection().execute(_RULES_VERSION, {"account_id": account_id}).scalar_one()
+
+
+_RULES_VERSION = sa.select(accounts_table.c.rules_version).where(
+    accounts_table.c.id == sa.bindparam("account_id")
+)
 
 
 def _apply(

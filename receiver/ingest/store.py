@@ -3,7 +3,8 @@ every insert is ON CONFLICT DO NOTHING, never a read before a write."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -27,6 +28,39 @@ class Placement:
 def upsert(session: Session, table: sa.Table) -> Any:
     dialect = session.get_bind().dialect.name
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+
+
+def prepared(session: Session, build: Callable[[Any], Any]) -> Any:
+    """The statement build makes from the dialect's insert(), built once per dialect: the hot
+    path then spends no time constructing SQL expressions."""
+    return _built(session.get_bind().dialect.name, build)
+
+
+@functools.cache
+def _built(dialect: str, build: Callable[[Any], Any]) -> Any:
+    return build(postgresql.insert if dialect == "postgresql" else sqlite.insert)
+
+
+def _signal_insert(insert: Any) -> Any:
+    c = signals_table.c
+    return (
+        insert(signals_table)
+        .on_conflict_do_nothing(index_elements=[c.account_id, c.content_hash])
+        .returning(c.content_hash, c.id)
+    )
+
+
+def _usage_claim(insert: Any) -> Any:
+    c = usage_table.c
+    count = sa.bindparam("count", type_=sa.BigInteger)
+    statement = insert(usage_table).values(
+        account_id=sa.bindparam("account_id"), period_start=sa.bindparam("period_start"), used=count
+    )
+    return statement.on_conflict_do_update(
+        index_elements=[c.account_id, c.period_start],
+        set_={"used": c.used + count},
+        where=c.used + count <= sa.bindparam("limit", type_=sa.BigInteger),
+    ).returning(c.used)
 
 
 def insert_signals(
@@ -59,13 +93,8 @@ def insert_signals(
         }
         for d, p in zip(drafts, placements, strict=True)
     ]
-    c = signals_table.c
-    statement = (
-        upsert(session, signals_table)
-        .on_conflict_do_nothing(index_elements=[c.account_id, c.content_hash])
-        .returning(c.content_hash, c.id)
-    )
-    return {digest: signal_id for digest, signal_id in session.execute(statement, rows)}
+    inserted = session.connection().execute(prepared(session, _signal_insert), rows)
+    return {digest: signal_id for digest, signal_id in inserted}
 
 
 def mapping_columns(draft: Draft) -> dict[str, Any]:
@@ -98,16 +127,11 @@ def claim_usage(
         return True
     if count > limit:
         return False
-    c = usage_table.c
-    statement = upsert(session, usage_table).values(
-        account_id=account_id, period_start=period_start, used=count
+    claimed = session.connection().execute(
+        prepared(session, _usage_claim),
+        {"account_id": account_id, "period_start": period_start, "count": count, "limit": limit},
     )
-    statement = statement.on_conflict_do_update(
-        index_elements=[c.account_id, c.period_start],
-        set_={"used": c.used + count},
-        where=c.used + count <= limit,
-    ).returning(c.used)
-    return session.execute(statement).first() is not None
+    return claimed.first() is not None
 
 
 def lock_remaining_usage(session: Session, account_id: int, period_start: date, limit: int) -> int:

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from receiver.ingest.segment import Draft
-from receiver.ingest.store import upsert
+from receiver.ingest.store import prepared
 from receiver.models import queue_table
 from receiver.rules.paths import MISSING, resolve
 
@@ -53,16 +53,18 @@ def record(session: Session, account_id: int, drafts: Sequence[Draft], now: date
         }
         for key, (count, sample) in sorted(groups.items())
     ]
+    session.connection().execute(prepared(session, _count_into_groups), rows)
+
+
+def _count_into_groups(insert: Any) -> Any:
     q = queue_table.c
-    statement = upsert(session, queue_table).values(rows)
-    session.execute(
-        statement.on_conflict_do_update(
-            index_elements=[q.account_id, q.source, q.event_type, q.event_name],
-            set_={
-                "count": q.count + statement.excluded.count,
-                "last_seen_at": statement.excluded.last_seen_at,
-            },
-        )
+    statement = insert(queue_table)
+    return statement.on_conflict_do_update(
+        index_elements=[q.account_id, q.source, q.event_type, q.event_name],
+        set_={
+            "count": q.count + statement.excluded.count,
+            "last_seen_at": statement.excluded.last_seen_at,
+        },
     )
 
 
