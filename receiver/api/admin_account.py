@@ -3,7 +3,7 @@ identifiers blocked by merge safety."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -14,6 +14,7 @@ from sqlmodel import col, select
 from receiver.accounts import create_api_key
 from receiver.api.admin_auth import account_id, require_admin
 from receiver.api.schemas import (
+    ColdStorageSchema,
     ConflictSchema,
     IdentitySchema,
     KeySchema,
@@ -136,6 +137,29 @@ def identity_reports() -> list[Any]:
         )
         .mappings()
     )
+
+
+@blp.route("/cold-storage", methods=["GET"])
+@blp.response(200, ColdStorageSchema)
+def cold_storage() -> dict[str, Any]:
+    """How many signals wait in cold storage for their visitor to be identified, and when the
+    oldest of them expires (receipt time plus the account's retention)."""
+    session = get_session()
+    account = session.get(Account, account_id())
+    assert account is not None
+    s = signals_table.c
+    count, oldest = session.execute(
+        sa.select(sa.func.count(), sa.func.min(s.received_at)).where(
+            s.account_id == account_id(), s.is_cold
+        )
+    ).one()
+    expires = oldest + timedelta(days=account.cold_retention_days) if oldest else None
+    return {
+        "cold_signals": count,
+        "retention_days": account.cold_retention_days,
+        "oldest_received_at": oldest,
+        "next_expiry_at": expires,
+    }
 
 
 def _key(key: ApiKey) -> dict[str, Any]:

@@ -247,6 +247,13 @@ class LeadListSchema(Schema):
     leads = f.List(f.Nested(LeadSchema(exclude=("identities", "signals"))))
 
 
+class ColdStorageSchema(Schema):
+    cold_signals = f.Integer()
+    retention_days = f.Integer()
+    oldest_received_at = f.DateTime(allow_none=True)
+    next_expiry_at = f.DateTime(allow_none=True)
+
+
 class ConflictSchema(Schema):
     message_id = f.String()
     versions = f.Integer()

@@ -101,6 +101,15 @@ def test_purge_cold_deletes_only_expired_cold_signals_in_chunks(client, engine):
     storage = view(engine, "cold_storage", account)[0]
     assert storage["cold_signals"] == 6
     assert storage["next_expiry_at"] == datetime(2026, 4, 1, tzinfo=UTC)
+    admin = client.get(
+        "/admin/cold-storage", headers={"Authorization": f"Bearer {account.admin_token}"}
+    ).json
+    assert admin == {
+        "cold_signals": 6,
+        "retention_days": 90,
+        "oldest_received_at": "2026-01-01T00:00:00+00:00",
+        "next_expiry_at": "2026-04-01T00:00:00+00:00",
+    }
     lines: list[str] = []
     now = datetime(2026, 4, 2, tzinfo=UTC)
     purged = retention.purge_cold(engine, now, lines.append, chunk=2)
