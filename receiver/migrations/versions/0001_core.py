@@ -8,45 +8,13 @@ from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects.postgresql import JSONB
+
+from receiver.migrations.shapes import JSON, TS, account_id_column, create_account_scoped_table
 
 revision = "0001"
 down_revision = None
 branch_labels = None
 depends_on = None
-
-JSON = sa.JSON().with_variant(JSONB(), "postgresql")
-TS = sa.DateTime(timezone=True)
-
-
-def account_scoped(name: str, *columns: sa.Column, unique: tuple[str, ...] = ()) -> None:
-    """A table keyed (account_id, id). SQLite only generates ids for a lone INTEGER PRIMARY KEY,
-    so there the id is the key and (account_id, id) is a unique constraint instead."""
-    sqlite = op.get_bind().dialect.name == "sqlite"
-    if sqlite:
-        key = [
-            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-            sa.UniqueConstraint("account_id", "id"),
-        ]
-    else:
-        key = [
-            sa.Column("id", sa.BigInteger, sa.Identity(), nullable=False),
-            sa.PrimaryKeyConstraint("account_id", "id"),
-        ]
-    constraints = [sa.UniqueConstraint("account_id", *unique)] if unique else []
-    op.create_table(
-        name,
-        sa.Column(
-            "account_id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-            sa.ForeignKey("accounts.id", ondelete="CASCADE"),
-            nullable=False,
-        ),
-        *key,
-        *columns,
-        *constraints,
-        sqlite_autoincrement=sqlite,
-    )
 
 
 def upgrade() -> None:
@@ -64,7 +32,7 @@ def upgrade() -> None:
         sa.Column("cold_retention_days", sa.Integer, nullable=False),
         sa.Column("created_at", TS, nullable=False),
     )
-    account_scoped(
+    create_account_scoped_table(
         "api_keys",
         sa.Column("prefix", sa.String, nullable=False),
         sa.Column("key_hash", sa.LargeBinary, nullable=False),
@@ -73,7 +41,7 @@ def upgrade() -> None:
         sa.Column("revoked_at", TS),
         unique=("key_hash",),
     )
-    account_scoped(
+    create_account_scoped_table(
         "admin_tokens",
         sa.Column("prefix", sa.String, nullable=False),
         sa.Column("token_hash", sa.LargeBinary, nullable=False),
@@ -83,16 +51,11 @@ def upgrade() -> None:
     )
     op.create_table(
         "usage_counters",
-        sa.Column(
-            "account_id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-            sa.ForeignKey("accounts.id", ondelete="CASCADE"),
-            primary_key=True,
-        ),
+        account_id_column(primary_key=True),
         sa.Column("period_start", sa.Date, primary_key=True),
         sa.Column("used", sa.BigInteger, nullable=False),
     )
-    account_scoped(
+    create_account_scoped_table(
         "leads",
         sa.Column("email", sa.String, nullable=False),
         sa.Column("name", sa.String),
@@ -107,7 +70,7 @@ def upgrade() -> None:
         sa.Column("created_at", TS, nullable=False),
         unique=("email",),
     )
-    account_scoped(
+    create_account_scoped_table(
         "signals",
         sa.Column("source", sa.String, nullable=False),
         sa.Column("event_type", sa.String),

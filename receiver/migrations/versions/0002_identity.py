@@ -8,52 +8,25 @@ from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects.postgresql import JSONB
+
+from receiver.migrations.shapes import JSON, TS, account_id_column, create_account_scoped_table
 
 revision = "0002"
 down_revision = "0001"
 branch_labels = None
 depends_on = None
 
-JSON = sa.JSON().with_variant(JSONB(), "postgresql")
-TS = sa.DateTime(timezone=True)
-ACCOUNT_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-
 
 def upgrade() -> None:
-    sqlite = op.get_bind().dialect.name == "sqlite"
-    if sqlite:
-        key = [
-            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-            sa.UniqueConstraint("account_id", "id"),
-        ]
-    else:
-        key = [
-            sa.Column("id", sa.BigInteger, sa.Identity(), nullable=False),
-            sa.PrimaryKeyConstraint("account_id", "id"),
-        ]
-    op.create_table(
+    create_account_scoped_table(
         "identity_clusters",
-        sa.Column(
-            "account_id",
-            ACCOUNT_ID,
-            sa.ForeignKey("accounts.id", ondelete="CASCADE"),
-            nullable=False,
-        ),
-        *key,
         sa.Column("lead_id", sa.BigInteger),
         sa.Column("created_at", TS, nullable=False),
-        sa.UniqueConstraint("account_id", "lead_id"),
-        sqlite_autoincrement=sqlite,
+        unique=("lead_id",),
     )
     op.create_table(
         "identities",
-        sa.Column(
-            "account_id",
-            ACCOUNT_ID,
-            sa.ForeignKey("accounts.id", ondelete="CASCADE"),
-            primary_key=True,
-        ),
+        account_id_column(primary_key=True),
         sa.Column("kind", sa.String, primary_key=True),
         sa.Column("value", sa.String, primary_key=True),
         sa.Column("cluster_id", sa.BigInteger, nullable=False),
@@ -66,12 +39,7 @@ def upgrade() -> None:
     op.create_index("ix_identities_cluster", "identities", ["account_id", "cluster_id"])
     op.create_table(
         "companies",
-        sa.Column(
-            "account_id",
-            ACCOUNT_ID,
-            sa.ForeignKey("accounts.id", ondelete="CASCADE"),
-            primary_key=True,
-        ),
+        account_id_column(primary_key=True),
         sa.Column("group_id", sa.String, primary_key=True),
         sa.Column("name", sa.String),
         sa.Column("traits", JSON, nullable=False),

@@ -6,39 +6,18 @@ Revises: 0002
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects.postgresql import JSONB
+
+from receiver.migrations.shapes import JSON, TS, account_id_column, create_account_scoped_table
 
 revision = "0003"
 down_revision = "0002"
 branch_labels = None
 depends_on = None
 
-JSON = sa.JSON().with_variant(JSONB(), "postgresql")
-TS = sa.DateTime(timezone=True)
-ACCOUNT_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-
 
 def upgrade() -> None:
-    sqlite = op.get_bind().dialect.name == "sqlite"
-    if sqlite:
-        key = [
-            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-            sa.UniqueConstraint("account_id", "id"),
-        ]
-    else:
-        key = [
-            sa.Column("id", sa.BigInteger, sa.Identity(), nullable=False),
-            sa.PrimaryKeyConstraint("account_id", "id"),
-        ]
-    op.create_table(
+    create_account_scoped_table(
         "rules",
-        sa.Column(
-            "account_id",
-            ACCOUNT_ID,
-            sa.ForeignKey("accounts.id", ondelete="CASCADE"),
-            nullable=False,
-        ),
-        *key,
         sa.Column("name", sa.String, nullable=False),
         sa.Column("enabled", sa.Boolean, nullable=False),
         sa.Column("priority", sa.Integer, nullable=False),
@@ -57,16 +36,10 @@ def upgrade() -> None:
         sa.Column("backfill_mapped", sa.BigInteger, nullable=False),
         sa.Column("backfill_heartbeat_at", TS),
         sa.Column("backfill_finished_at", TS),
-        sqlite_autoincrement=sqlite,
     )
     op.create_table(
         "queue_groups",
-        sa.Column(
-            "account_id",
-            ACCOUNT_ID,
-            sa.ForeignKey("accounts.id", ondelete="CASCADE"),
-            primary_key=True,
-        ),
+        account_id_column(primary_key=True),
         sa.Column("source", sa.String, primary_key=True),
         sa.Column("event_type", sa.String, primary_key=True),
         sa.Column("event_name", sa.String, primary_key=True),
