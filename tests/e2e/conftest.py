@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import requests
+import sqlalchemy as sa
 
 from tests.conftest import REPO_ROOT
 
@@ -103,6 +104,23 @@ def server(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     )
     yield running
     stop(running)
+
+
+def query(database_url: str, sql: str, **params: object) -> list[sa.RowMapping]:
+    """Rows of one SQL query, on a connection of its own."""
+    engine = sa.create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            return list(connection.execute(sa.text(sql), params).mappings().all())
+    finally:
+        engine.dispose()
+
+
+def count_signals(database_url: str, account_id: int | str) -> int:
+    rows = query(
+        database_url, "SELECT count(*) AS n FROM signals WHERE account_id = :a", a=account_id
+    )
+    return int(rows[0]["n"])
 
 
 def http_request(

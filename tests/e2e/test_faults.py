@@ -24,23 +24,16 @@ from receiver.identity.locks import LOCK_NAMESPACE
 from tests.builders import identify, track
 from tests.e2e.conftest import (
     Server,
+    count_signals,
     create_account,
     http_request,
+    query,
     send_all_at_once,
     start_gunicorn,
     stop,
 )
 
 SENDER_TIMEOUT_S = 5  # Segment's
-
-
-def scalar(database_url: str, sql: str, **params: object) -> object:
-    engine = sa.create_engine(database_url)
-    try:
-        with engine.connect() as connection:
-            return connection.execute(sa.text(sql), params).scalar_one()
-    finally:
-        engine.dispose()
 
 
 def libpq(database_url: str) -> str:
@@ -81,14 +74,7 @@ def test_a_stuck_store_answers_503_before_the_sender_gives_up(server):
     assert response.status_code == 503
     assert response.headers["Retry-After"].isdigit() and response.json()["message"]
     assert elapsed < SENDER_TIMEOUT_S
-    assert (
-        scalar(
-            server.database_url,
-            "SELECT count(*) FROM signals WHERE account_id = :a",
-            a=account["account_id"],
-        )
-        == 0
-    )
+    assert count_signals(server.database_url, account["account_id"]) == 0
 
 
 def test_worker_killed_mid_request_then_the_retry_stores_once(postgres_url, tmp_path):
@@ -117,14 +103,7 @@ def test_worker_killed_mid_request_then_the_retry_stores_once(postgres_url, tmp_
         assert "error" in outcome, f"the sender got an answer: {outcome}"
         retry = _post_until_answered(server.url + account["webhook_path"], body)
         assert retry.status_code == 200
-        assert (
-            scalar(
-                postgres_url,
-                "SELECT count(*) FROM signals WHERE account_id = :a",
-                a=account["account_id"],
-            )
-            == 1
-        )
+        assert count_signals(postgres_url, account["account_id"]) == 1
     finally:
         stop(server)
 
@@ -164,14 +143,7 @@ def test_two_instances_over_one_database_hold_dedup_limits_and_rehydration(serve
         http_request("POST", limited["webhook_path"], orjson.dumps(track())) for _ in range(160)
     ]
     assert Counter(status for status, _ in _spread(ports, raws)) == {200: 100, 429: 60}
-    assert (
-        scalar(
-            server.database_url,
-            "SELECT count(*) FROM signals WHERE account_id = :a",
-            a=limited["account_id"],
-        )
-        == 100
-    )
+    assert count_signals(server.database_url, limited["account_id"]) == 100
     # Rehydration: tracks on both instances racing an identify.
     visitor = f"two-{uuid.uuid4()}"
     raws = [
@@ -187,16 +159,14 @@ def test_two_instances_over_one_database_hold_dedup_limits_and_rehydration(serve
         ),
     )
     assert {status for status, _ in _spread(ports, raws)} == {200}
-    assert (
-        scalar(
-            server.database_url,
-            "SELECT count(*) FROM signals WHERE account_id = :a "
-            "AND anonymous_id = :v AND (is_cold OR lead_id IS NULL)",
-            a=account["account_id"],
-            v=visitor,
-        )
-        == 0
+    stranded = query(
+        server.database_url,
+        "SELECT id FROM signals WHERE account_id = :a "
+        "AND anonymous_id = :v AND (is_cold OR lead_id IS NULL)",
+        a=account["account_id"],
+        v=visitor,
     )
+    assert stranded == []
 
 
 def _spread(ports: list[int], raws: list[bytes]) -> list[tuple[int, dict]]:
@@ -278,11 +248,7 @@ def test_postgres_stopped_mid_load_loses_nothing_acknowledged(server):
         thread.start()
     try:
         assert stop_at.wait(60), "the load never got going"
-        stored_before = scalar(
-            server.database_url,
-            "SELECT count(*) FROM signals WHERE account_id = :a",
-            a=account["account_id"],
-        )
+        stored_before = count_signals(server.database_url, account["account_id"])
         _cluster("stop")
         time.sleep(3)
     finally:
@@ -295,16 +261,12 @@ def test_postgres_stopped_mid_load_loses_nothing_acknowledged(server):
     assert statuses[503] > 0, "the outage was not seen: the test proved nothing"
     assert len(acknowledged) == 2_000
     assert stored_before >= 600
-    stored = scalar(
+    stored = count_signals(server.database_url, account["account_id"])
+    distinct = query(
         server.database_url,
-        "SELECT count(*) FROM signals WHERE account_id = :a",
+        "SELECT count(DISTINCT message_id) AS n FROM signals WHERE account_id = :a",
         a=account["account_id"],
-    )
-    distinct = scalar(
-        server.database_url,
-        "SELECT count(DISTINCT message_id) FROM signals WHERE account_id = :a",
-        a=account["account_id"],
-    )
+    )[0]["n"]
     assert stored == distinct == 2_000
     recovered = min(at for at in acknowledged_at if at > restarted) - restarted
     assert recovered < 10, f"first acknowledgement {recovered:.1f} s after the restart"

@@ -7,21 +7,9 @@ from collections import Counter
 import orjson
 import pytest
 import requests
-import sqlalchemy as sa
 
 from tests.builders import track
-from tests.e2e.conftest import create_account, http_request, send_all_at_once
-
-
-def count_signals(database_url: str, account_id: int) -> int:
-    engine = sa.create_engine(database_url)
-    try:
-        with engine.connect() as connection:
-            return connection.execute(
-                sa.text("SELECT count(*) FROM signals WHERE account_id = :a"), {"a": account_id}
-            ).scalar_one()
-    finally:
-        engine.dispose()
+from tests.e2e.conftest import count_signals, create_account, http_request, send_all_at_once
 
 
 def test_fifty_concurrent_deliveries_of_one_event_store_exactly_one_row(server):

@@ -7,19 +7,9 @@ from collections import Counter
 
 import orjson
 import pytest
-import sqlalchemy as sa
 
 from tests.builders import identify, track
-from tests.e2e.conftest import create_account, http_request, send_all_at_once
-
-
-def query(database_url: str, sql: str, **params):
-    engine = sa.create_engine(database_url)
-    try:
-        with engine.connect() as connection:
-            return connection.execute(sa.text(sql), params).mappings().all()
-    finally:
-        engine.dispose()
+from tests.e2e.conftest import create_account, http_request, query, send_all_at_once
 
 
 @pytest.mark.parametrize("run", range(5))

@@ -21,20 +21,11 @@ import pytest
 import sqlalchemy as sa
 from segment.analytics import Client
 
-from tests.e2e.conftest import create_account
+from tests.e2e.conftest import create_account, query
 
 NODE_DIR = Path(__file__).parent / "node"
 SESSION_TYPES = Counter({"page": 1, "track": 3, "identify": 1})
 NAME = "Ada Lovelace"
-
-
-def query(database_url: str, sql: str, **params: Any) -> list[sa.RowMapping]:
-    engine = sa.create_engine(database_url)
-    try:
-        with engine.connect() as connection:
-            return list(connection.execute(sa.text(sql), params).mappings().all())
-    finally:
-        engine.dispose()
 
 
 def stored_signals(database_url: str, account_id: str) -> list[sa.RowMapping]:
