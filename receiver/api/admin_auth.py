@@ -8,7 +8,7 @@ from sqlmodel import col
 
 from receiver.credentials import ADMIN_TOKEN_KIND, parse_credential
 from receiver.db import get_session
-from receiver.errors import NotFound, Unauthorized
+from receiver.errors import Unauthorized
 from receiver.models import AdminToken
 
 
@@ -36,10 +36,3 @@ def require_admin() -> None:
 
 def account_id() -> int:
     return int(g.account_id)
-
-
-def owned(row: object | None, what: str) -> object:
-    """Another account's resource is as absent as one that does not exist."""
-    if row is None or getattr(row, "account_id", None) != account_id():
-        raise NotFound(f"No such {what}.")
-    return row

@@ -23,9 +23,11 @@ from receiver.ingest.pipeline import (
     Outcome,
     OverBudget,
     Prepared,
+    invalid_result,
     prepare,
     store_all,
 )
+from receiver.ingest.segment import InvalidEvent
 from receiver.ingest.signature import secret_presented
 from receiver.ingest.store import period_of
 
@@ -165,12 +167,14 @@ def authenticate(session: Session, api_key: str | None, raw: bytes) -> Sender:
 
 def parse(raw: bytes, now: datetime, default_type: str | None) -> Prepared:
     events, _ = parse_events(raw)
-    limit = current_settings().max_batch_events
-    if len(events) > limit:
-        raise PayloadTooLarge(f"More than {limit} events in one body: send smaller batches.")
-    prepared = prepare(events, now, current_settings().max_event_bytes, default_type)
+    settings = current_settings()
+    if len(events) > settings.max_batch_events:
+        raise PayloadTooLarge(
+            f"More than {settings.max_batch_events} events in one body: send smaller batches."
+        )
+    prepared = prepare(events, now, settings.max_event_bytes, default_type)
     if not prepared.drafts:
-        results = [{"status": "invalid", "message": str(item)} for item in prepared.items]
+        results = [invalid_result(i) for i in prepared.items if isinstance(i, InvalidEvent)]
         raise BadRequest(f"No valid event in this body: {results[0]['message']}", results=results)
     return prepared
 

@@ -200,6 +200,10 @@ def _apply(
     return applied
 
 
+def invalid_result(invalid: InvalidEvent) -> dict[str, Any]:
+    return {"status": "invalid", "messageId": None, "message": str(invalid)}
+
+
 def _outcome(prepared: Prepared, applied: Applied, accepted: int) -> Outcome:
     """One result per event, in order. Of two copies in one body, the first is stored."""
     outcome = Outcome(results=[])
@@ -207,7 +211,7 @@ def _outcome(prepared: Prepared, applied: Applied, accepted: int) -> Outcome:
     position = 0
     for item in prepared.items:
         if isinstance(item, InvalidEvent):
-            outcome.results.append({"status": "invalid", "messageId": None, "message": str(item)})
+            outcome.results.append(invalid_result(item))
             continue
         result = {"status": "duplicate", "messageId": item.message_id}
         if position >= accepted:

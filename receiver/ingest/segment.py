@@ -33,10 +33,6 @@ class Draft:
     content_hash: bytes
     match: Match | None = None  # the mapping rule's, set in the transaction that stores it
 
-    @property
-    def identified(self) -> bool:
-        return self.anonymous_id is not None or self.user_id is not None
-
 
 class InvalidEvent(ValueError):
     """An event this receiver cannot store; the message says why."""

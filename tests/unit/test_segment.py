@@ -48,11 +48,12 @@ def test_snake_case_segment_page_is_recognised():
 
 def test_generic_json_is_a_webhook_signal_received_now():
     d = draft({"event": "invoice.paid", "amount": 10})
-    assert (d.source, d.event_name, d.occurred_at, d.identified) == (
+    assert (d.source, d.event_name, d.occurred_at, d.anonymous_id, d.user_id) == (
         "webhook",
         "invoice.paid",
         NOW,
-        False,
+        None,
+        None,
     )
 
 
