@@ -26,11 +26,12 @@ def _id_column() -> Any:
     )
 
 
-def _account_column() -> Any:
+def _account_column(foreign_key: bool = True) -> Any:
+    references = [sa.ForeignKey("accounts.id", ondelete="CASCADE")] if foreign_key else []
     return sa.Column(
         "account_id",
         sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-        sa.ForeignKey("accounts.id", ondelete="CASCADE"),
+        *references,
         primary_key=True,
     )
 
@@ -131,7 +132,14 @@ class Signal(SQLModel, table=True):
             postgresql_where=sa.text("is_cold"),
             sqlite_where=sa.text("is_cold"),
         ),
-        sa.Index("ix_signals_lead", "account_id", "lead_id", "occurred_at"),
+        sa.Index(
+            "ix_signals_lead",
+            "account_id",
+            "lead_id",
+            "occurred_at",
+            postgresql_where=sa.text("lead_id IS NOT NULL"),
+            sqlite_where=sa.text("lead_id IS NOT NULL"),
+        ),
         sa.Index("ix_signals_message", "account_id", "message_id"),
         sa.Index(
             "ix_signals_cold_received",
@@ -150,7 +158,8 @@ class Signal(SQLModel, table=True):
         ),
     )
 
-    account_id: int = Field(sa_column=_account_column())
+    # Not a foreign key: see migration 0004.
+    account_id: int = Field(sa_column=_account_column(foreign_key=False))
     id: int | None = Field(default=None, sa_column=_id_column())
     source: str
     event_type: str | None = None
