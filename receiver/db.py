@@ -76,8 +76,9 @@ def _sqlite_engine(url: sa.URL) -> sa.Engine:
     return engine
 
 
-def is_retryable(error: exc.DBAPIError) -> bool:
-    return getattr(error.orig, "sqlstate", None) in RETRYABLE_SQLSTATES
+def is_retryable(error: Exception) -> bool:
+    """For SQLAlchemy's errors and the driver's own."""
+    return getattr(getattr(error, "orig", error), "sqlstate", None) in RETRYABLE_SQLSTATES
 
 
 def run_transaction(engine: sa.Engine, work: Callable[[Session], T]) -> T:
@@ -97,6 +98,46 @@ def run_transaction(engine: sa.Engine, work: Callable[[Session], T]) -> T:
                 ):
                     raise
                 log.warning("transaction retried after %s", error.orig.__class__.__name__)
+    raise AssertionError("unreachable")
+
+
+def run_on_driver(engine: sa.Engine, work: Callable[[Any], T]) -> T:
+    """run_transaction for work that talks to the driver's own connection (psycopg), for
+    the hot path, which cannot afford a Session per request. The driver's errors come out
+    as SQLAlchemy's, with the same retries, so callers and error pages see one family."""
+    dbapi_error = engine.dialect.loaded_dbapi.Error
+    for attempt in range(1, TRANSACTION_ATTEMPTS + 1):
+        pooled = None
+        try:
+            pooled = engine.raw_connection()
+            connection = pooled.driver_connection
+            assert connection is not None
+            result = work(connection)
+            connection.commit()
+            return result
+        except dbapi_error as error:
+            dead = pooled is not None and engine.dialect.is_disconnect(
+                error, pooled.driver_connection, None
+            )
+            if pooled is not None and dead:
+                pooled.invalidate(error)
+                # A restarted database killed every pooled connection, not just this one.
+                engine.dispose()
+            wrapped = exc.DBAPIError.instance(
+                None,
+                None,
+                error,
+                dbapi_error,
+                hide_parameters=True,
+                connection_invalidated=dead,
+                dialect=engine.dialect,
+            )
+            if attempt == TRANSACTION_ATTEMPTS or not (is_retryable(error) or dead):
+                raise wrapped from error
+            log.warning("transaction retried after %s", error.__class__.__name__)
+        finally:
+            if pooled is not None:
+                pooled.close()  # back to the pool, which rolls back whatever is left open
     raise AssertionError("unreachable")
 
 

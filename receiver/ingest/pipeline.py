@@ -110,7 +110,7 @@ def store_all(
     ):
         new_hashes = [d.content_hash for d in drafts if d.content_hash in applied.inserted]
         raise OverBudget(sender, prepared, new_hashes, now, policy)
-    return _outcome(prepared, applied, accepted=len(drafts))
+    return outcome_of(prepared, applied, accepted=len(drafts))
 
 
 def store_within_budget(
@@ -139,7 +139,7 @@ def store_within_budget(
         session, sender.account_id, period_start, len(applied.inserted), sender.signal_limit
     ):
         raise AssertionError("a locked counter refused what it had left")
-    return _outcome(prepared, applied, accepted)
+    return outcome_of(prepared, applied, accepted)
 
 
 def map_and_lock(
@@ -204,7 +204,7 @@ def invalid_result(invalid: InvalidEvent) -> dict[str, Any]:
     return {"status": "invalid", "messageId": None, "message": str(invalid)}
 
 
-def _outcome(prepared: Prepared, applied: Applied, accepted: int) -> Outcome:
+def outcome_of(prepared: Prepared, applied: Applied, accepted: int) -> Outcome:
     """One result per event, in order. Of two copies in one body, the first is stored."""
     outcome = Outcome(results=[])
     claimed: set[bytes] = set()

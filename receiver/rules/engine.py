@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -122,12 +122,24 @@ _cache_lock = threading.Lock()
 
 
 def active_rules(session: Session, account_id: int, version: int) -> tuple[CompiledRule, ...]:
+    return rules_at(
+        account_id,
+        version,
+        lambda: session.execute(ENABLED_RULES, {"account_id": account_id}).mappings(),
+    )
+
+
+def rules_at(
+    account_id: int, version: int, fetch: Callable[[], Iterable[Any]]
+) -> tuple[CompiledRule, ...]:
+    """The account's enabled rules at this version: compiled once per process, from the rows
+    of ENABLED_RULES that fetch returns."""
     key = (account_id, version)
     with _cache_lock:
         if key in _cache:
             _cache.move_to_end(key)
             return _cache[key]
-    rules = load_rules(session, account_id)
+    rules = tuple(compile_rule(dict(row), row["id"]) for row in fetch())
     with _cache_lock:
         _cache[key] = rules
         while len(_cache) > _CACHE_SIZE:
@@ -135,9 +147,9 @@ def active_rules(session: Session, account_id: int, version: int) -> tuple[Compi
     return rules
 
 
-def load_rules(session: Session, account_id: int) -> tuple[CompiledRule, ...]:
+def _enabled_rules() -> sa.Select:
     r = rules_table.c
-    rows = session.execute(
+    return (
         sa.select(
             r.id,
             r.name,
@@ -149,7 +161,9 @@ def load_rules(session: Session, account_id: int) -> tuple[CompiledRule, ...]:
             r.fields,
             r.signal,
         )
-        .where(r.account_id == account_id, r.enabled)
+        .where(r.account_id == sa.bindparam("account_id"), r.enabled)
         .order_by(r.priority.desc(), r.id)
-    ).mappings()
-    return tuple(compile_rule(dict(row), row["id"]) for row in rows)
+    )
+
+
+ENABLED_RULES = _enabled_rules()

@@ -12,28 +12,36 @@ from tests.builders import identify, track
 from tests.e2e.conftest import create_account, http_request, query, send_all_at_once
 
 
-@pytest.mark.parametrize("run", range(5))
+@pytest.mark.parametrize("run", range(3))
 def test_tracks_racing_an_identify_all_end_on_the_lead(server, run):
+    """Ten visitors, each with an identify in the middle of forty tracks, all sent at once: a
+    track that placed itself cold just before its visitor's identify committed must still
+    end on the lead. Without the account's lock some do not, in most runs."""
     account = create_account(server.database_url)
     path = account["webhook_path"]
-    visitor = f"racer-{uuid.uuid4()}"
-    raws = [
-        http_request("POST", path, orjson.dumps(track(anonymousId=visitor))) for _ in range(200)
-    ]
-    email = f"{visitor}@example.com"
-    raws.insert(100, http_request("POST", path, orjson.dumps(identify(email, anonymousId=visitor))))
+    visitors = [f"racer-{uuid.uuid4()}" for _ in range(10)]
+    raws = []
+    for visitor in visitors:
+        tracks = [
+            http_request("POST", path, orjson.dumps(track(anonymousId=visitor))) for _ in range(40)
+        ]
+        email = f"{visitor}@example.com"
+        tracks.insert(
+            20, http_request("POST", path, orjson.dumps(identify(email, anonymousId=visitor)))
+        )
+        raws += tracks
     answers = send_all_at_once(server.port, raws)
-    assert Counter(status for status, _ in answers) == {200: 201}
+    assert Counter(status for status, _ in answers) == {200: len(raws)}
     placed = query(
         server.database_url,
-        "SELECT s.is_cold, s.lead_id, l.email FROM signals s "
+        "SELECT s.anonymous_id, s.is_cold, l.email FROM signals s "
         "LEFT JOIN leads l ON l.account_id = s.account_id AND l.id = s.lead_id "
-        "WHERE s.account_id = :a AND s.anonymous_id = :v",
+        "WHERE s.account_id = :a",
         a=account["account_id"],
-        v=visitor,
     )
-    assert len(placed) == 201
-    assert Counter((row["is_cold"], row["email"]) for row in placed) == {(False, email): 201}
+    assert len(placed) == len(raws)
+    stranded = [row for row in placed if row["email"] != f"{row['anonymous_id']}@example.com"]
+    assert stranded == []
 
 
 def test_concurrent_identifies_of_one_email_make_one_lead_with_everything(server):
