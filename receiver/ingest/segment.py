@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from receiver.ingest.fingerprint import canonical_json, content_hash
+from receiver.ingest.fingerprint import content_hash, split_json
 
 if TYPE_CHECKING:
     from receiver.rules.engine import Match
@@ -71,10 +71,10 @@ def to_draft(
         raise InvalidEvent("An event must be a JSON object.")
     if default_type is not None and "type" not in event:
         event = {**event, "type": default_type}
-    canonical = canonical_json(event)
-    if len(canonical) > max_bytes:
+    canonical, delivery = split_json(event)
+    if len(canonical) + len(delivery) > max_bytes:
         raise InvalidEvent(f"Event larger than {max_bytes // 1024} KB.")
-    if NUL_ESCAPE in canonical:
+    if NUL_ESCAPE in canonical or NUL_ESCAPE in delivery:
         raise InvalidEvent("Event contains a NUL character, which cannot be stored.")
     digest = content_hash(canonical)
     if looks_like_segment(event):

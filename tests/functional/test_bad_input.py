@@ -41,6 +41,7 @@ BAD_BODIES = {
     "properties is a list": b'{"type": "track", "userId": "u", "properties": [1]}',
     "null byte in a value": b'{"type": "track", "anonymousId": "a", "event": "x\\u0000y"}',
     "null byte in a key": b'{"type": "track", "anonymousId": "a", "properties": {"\\u0000": 1}}',
+    "null byte in a delivery field": b'{"type": "track", "anonymousId": "a", "sentAt": "\\u0000"}',
     "enormous string": orjson.dumps(track(properties={"blob": "x" * 200_000})),
 }
 

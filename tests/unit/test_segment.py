@@ -71,6 +71,8 @@ def test_tracking_api_call_supplies_a_missing_type():
         ({"type": "track", "userId": True}, "userId"),
         ({"a": "nul \u0000 here"}, "NUL"),
         ({"\u0000": 1}, "NUL"),
+        ({"type": "track", "anonymousId": "a", "integrations": {"x": "\u0000"}}, "NUL"),
+        ({"type": "track", "anonymousId": "a", "sentAt": "x" * 40_000}, "larger"),
         ({"a": "x" * 40_000}, "larger"),
         (7, "object"),
     ],
