@@ -60,7 +60,7 @@ def store_run(
     if not drafts:
         return
     known = graph.lookup(session, account_id, (k for d in drafts for k in graph.keys_of(d)))
-    placements = [_placement(draft, known) for draft in drafts]
+    placements = [place(draft, known) for draft in drafts]
     inserted = store.insert_signals(session, account_id, drafts, placements, now)
     spans: dict[int, tuple[datetime, datetime]] = {}
     unmapped = []
@@ -78,7 +78,7 @@ def store_run(
     queue.record(session, account_id, unmapped, now)
 
 
-def _placement(draft: Draft, known: dict[graph.Key, graph.Known]) -> store.Placement:
+def place(draft: Draft, known: dict[graph.Key, graph.Known]) -> store.Placement:
     keys = graph.linkable(graph.keys_of(draft), known)
     lead_id = graph.lead_of(keys, known)
     return store.Placement(lead_id=lead_id, is_cold=lead_id is None and bool(keys))

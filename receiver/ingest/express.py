@@ -20,8 +20,7 @@ other's leads or groups in a circle; queue groups go in key order, as purges tak
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -37,7 +36,14 @@ from receiver.identity import graph, resolve
 from receiver.identity.locks import LOCK_NAMESPACE
 from receiver.identity.resolve import Applied, Policy
 from receiver.ingest import store
-from receiver.ingest.pipeline import NeedsExclusive, Outcome, OverBudget, Prepared, outcome_of
+from receiver.ingest.pipeline import (
+    NeedsExclusive,
+    Outcome,
+    OverBudget,
+    Prepared,
+    mapped,
+    outcome_of,
+)
 from receiver.ingest.segment import Draft
 from receiver.rules import engine
 
@@ -49,7 +55,7 @@ def applies(dialect: str, prepared: Prepared) -> bool:
 def store_body(
     connection: psycopg.Connection,
     api_key: str | None,
-    check_secret: Any,
+    check_secret: Callable[[Sender], None],
     prepared: Prepared,
     now: datetime,
     policy: Policy,
@@ -86,7 +92,7 @@ def store_body(
     check_secret(sender)
     version, known = _version_and_known(graph_rows)
     drafts = _mapped(connection, sender.account_id, version, drafts)
-    placements = [_placement(d, known) for d in drafts]
+    placements = [resolve.place(d, known) for d in drafts]
     period_start, _ = store.period_of(now)
     stored = connection.execute(
         _STORE,
@@ -129,24 +135,15 @@ def _mapped(
     rules = engine.rules_at(account_id, version, lambda: _enabled_rules(connection, account_id))
     if not rules:
         return drafts
-    mapped = [
-        replace(d, match=engine.first_match(rules, d.source, d.event_type, d.event_name, d.payload))
-        for d in drafts
-    ]
-    if any(resolve.changes_identity(d) for d in mapped):
+    drafts = mapped(rules, drafts)
+    if any(resolve.changes_identity(d) for d in drafts):
         raise NeedsExclusive()
-    return mapped
+    return drafts
 
 
 def _enabled_rules(connection: psycopg.Connection, account_id: int) -> list[dict[str, Any]]:
     cursor = connection.cursor(row_factory=dict_row)
     return cursor.execute(_ENABLED_RULES, {"account_id": account_id}).fetchall()
-
-
-def _placement(draft: Draft, known: dict[graph.Key, graph.Known]) -> store.Placement:
-    keys = graph.linkable(graph.keys_of(draft), known)
-    lead_id = graph.lead_of(keys, known)
-    return store.Placement(lead_id=lead_id, is_cold=lead_id is None and bool(keys))
 
 
 def _rows(drafts: Sequence[Draft], placements: Sequence[store.Placement]) -> str:

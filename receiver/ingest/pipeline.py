@@ -153,15 +153,18 @@ def map_and_lock(
     lock_account(session, account_id, EXCLUSIVE if exclusive else SHARED)
     rules = engine.active_rules(session, account_id, rules_version(session, account_id))
     if rules:
-        drafts = [
-            replace(
-                d, match=engine.first_match(rules, d.source, d.event_type, d.event_name, d.payload)
-            )
-            for d in drafts
-        ]
+        drafts = mapped(rules, drafts)
         if not exclusive and any(resolve.changes_identity(d) for d in drafts):
             raise NeedsExclusive()
     return drafts
+
+
+def mapped(rules: Sequence[engine.CompiledRule], drafts: list[Draft]) -> list[Draft]:
+    """The drafts, each with the match of the first rule that maps it (or none)."""
+    return [
+        replace(d, match=engine.first_match(rules, d.source, d.event_type, d.event_name, d.payload))
+        for d in drafts
+    ]
 
 
 class NeedsExclusive(Exception):
