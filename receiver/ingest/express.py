@@ -1,5 +1,5 @@
 """The express lane: a body of plain events (no identity effects) stored on Postgres in two
-round trips, for most of Segment's traffic (tracks and pages).
+round trips and a commit, for most of Segment's traffic (tracks and pages).
 
 The general path (pipeline.py) does the same work a statement at a time through the
 Session, and takes everything else: identity events and what rules turn into them, a body
