@@ -63,11 +63,16 @@ def lookup(session: Session, account_id: int, keys: Iterable[Key]) -> dict[Key, 
         },
     )
     return {
-        (r.kind, r.value): Known(
-            r.cluster_id, r.lead_id, r.blocked_at is not None, tuple(r.lead_history)
-        )
+        (r.kind, r.value): known_of(r.cluster_id, r.lead_id, r.blocked_at, r.lead_history)
         for r in rows
     }
+
+
+def known_of(
+    cluster_id: int, lead_id: int | None, blocked_at: datetime | None, lead_history: Sequence[int]
+) -> Known:
+    """What the graph knows of an identifier, from its identities row and its cluster's lead."""
+    return Known(cluster_id, lead_id, blocked_at is not None, tuple(lead_history))
 
 
 def _lookup_statement() -> sa.Select:

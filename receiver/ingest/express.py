@@ -121,11 +121,7 @@ def store_body(
 
 
 def _version_and_known(rows: Sequence[Any]) -> tuple[int, dict[graph.Key, graph.Known]]:
-    known = {
-        (kind, value): graph.Known(cluster_id, lead_id, blocked, tuple(history))
-        for _, kind, value, cluster_id, lead_id, blocked, history in rows
-        if kind is not None
-    }
+    known = {(row[1], row[2]): graph.known_of(*row[3:]) for row in rows if row[1] is not None}
     return rows[0][0], known
 
 
@@ -151,20 +147,8 @@ def _rows(drafts: Sequence[Draft], placements: Sequence[store.Placement]) -> str
     and read by Postgres in one pass, whatever the size of the body."""
     return orjson.dumps(
         [
-            {
-                "source": d.source,
-                "event_type": d.event_type,
-                "event_name": d.event_name,
-                "anonymous_id": d.anonymous_id,
-                "user_id": d.user_id,
-                "message_id": d.message_id,
-                "content_hash": d.content_hash.hex(),
-                "payload": d.payload,
-                "occurred_at": d.occurred_at,
-                "lead_id": p.lead_id,
-                "is_cold": p.is_cold,
-                **store.mapping_columns(d),
-            }
+            # JSON has no bytes: the hash travels as hex, decoded by the statement.
+            {**store.signal_columns(d, p), "content_hash": d.content_hash.hex()}
             for d, p in zip(drafts, placements, strict=True)
         ],
         default=_datetime_subclass,
@@ -191,7 +175,7 @@ _LOCK_FOR_KEY = """
 # One row per known identifier, or one row of NULLs: the version comes either way.
 _RULES_VERSION_AND_LOOKUP = """
     SELECT a.rules_version, i.kind, i.value, i.cluster_id, c.lead_id,
-           i.blocked_at IS NOT NULL, i.lead_history
+           i.blocked_at, i.lead_history
     FROM accounts AS a
     LEFT JOIN (identities AS i
                JOIN identity_clusters AS c

@@ -75,26 +75,29 @@ def insert_signals(
     if not drafts:
         return {}
     rows = [
-        {
-            "account_id": account_id,
-            "source": d.source,
-            "event_type": d.event_type,
-            "event_name": d.event_name,
-            "anonymous_id": d.anonymous_id,
-            "user_id": d.user_id,
-            "message_id": d.message_id,
-            "content_hash": d.content_hash,
-            "payload": d.payload,
-            "occurred_at": d.occurred_at,
-            "received_at": received_at,
-            "lead_id": p.lead_id,
-            "is_cold": p.is_cold,
-            **mapping_columns(d),
-        }
+        {"account_id": account_id, "received_at": received_at, **signal_columns(d, p)}
         for d, p in zip(drafts, placements, strict=True)
     ]
     inserted = session.connection().execute(prepared(session, _signal_insert), rows)
     return {digest: signal_id for digest, signal_id in inserted}
+
+
+def signal_columns(draft: Draft, placement: Placement) -> dict[str, Any]:
+    """A new signal's row, but for its account and when it was received."""
+    return {
+        "source": draft.source,
+        "event_type": draft.event_type,
+        "event_name": draft.event_name,
+        "anonymous_id": draft.anonymous_id,
+        "user_id": draft.user_id,
+        "message_id": draft.message_id,
+        "content_hash": draft.content_hash,
+        "payload": draft.payload,
+        "occurred_at": draft.occurred_at,
+        "lead_id": placement.lead_id,
+        "is_cold": placement.is_cold,
+        **mapping_columns(draft),
+    }
 
 
 def mapping_columns(draft: Draft) -> dict[str, Any]:
