@@ -102,9 +102,10 @@ def run_transaction(engine: sa.Engine, work: Callable[[Session], T]) -> T:
 
 
 def run_on_driver(engine: sa.Engine, work: Callable[[Any], T]) -> T:
-    """run_transaction for work that talks to the driver's own connection (psycopg), for
-    the hot path, which cannot afford a Session per request. The driver's errors come out
-    as SQLAlchemy's, with the same retries, so callers and error pages see one family."""
+    """Run work on the driver's own connection (psycopg) in autocommit, each statement a
+    transaction of its own: for the hot path, which cannot afford a Session per request.
+    The driver's errors come out as SQLAlchemy's, with run_transaction's retries, so
+    callers and error pages see one family."""
     dbapi_error = engine.dialect.loaded_dbapi.Error
     for attempt in range(1, TRANSACTION_ATTEMPTS + 1):
         pooled = None
@@ -112,9 +113,11 @@ def run_on_driver(engine: sa.Engine, work: Callable[[Any], T]) -> T:
             pooled = engine.raw_connection()
             connection = pooled.driver_connection
             assert connection is not None
-            result = work(connection)
-            connection.commit()
-            return result
+            connection.autocommit = True
+            try:
+                return work(connection)
+            finally:
+                _end_autocommit(pooled)
         except dbapi_error as error:
             dead = pooled is not None and engine.dialect.is_disconnect(
                 error, pooled.driver_connection, None
@@ -139,6 +142,15 @@ def run_on_driver(engine: sa.Engine, work: Callable[[Any], T]) -> T:
             if pooled is not None:
                 pooled.close()  # back to the pool, which rolls back whatever is left open
     raise AssertionError("unreachable")
+
+
+def _end_autocommit(pooled: Any) -> None:
+    """Sessions expect their connections out of autocommit: one that cannot be put back is
+    dropped from the pool."""
+    try:
+        pooled.driver_connection.autocommit = False
+    except Exception as error:
+        pooled.invalidate(error)
 
 
 def engine_of(app: Flask) -> sa.Engine:
@@ -172,7 +184,8 @@ def _migration_lock(connection: sa.Connection) -> Iterator[None]:
 
 
 def upgrade_schema(engine: sa.Engine, echo: Callable[[str], None]) -> None:
-    """Create or upgrade the schema to the newest migration, then (re)create the views."""
+    """Create or upgrade the schema to the newest migration, then (re)create the views and
+    the express lane's function, which are defined by the code beside them."""
     config = Config()
     config.set_main_option("script_location", "receiver:migrations")
 
@@ -186,14 +199,16 @@ def upgrade_schema(engine: sa.Engine, echo: Callable[[str], None]) -> None:
         revision = connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
         echo(f"schema: at revision {revision}")
         if connection.dialect.name == "postgresql":
-            connection.exec_driver_sql(views_sql())
+            connection.exec_driver_sql(sql_file("views.sql"))
             echo(
                 "views: signal_feed, lead_summary, cold_storage, blocked_identifiers, "
                 "message_id_conflicts (re)created"
             )
+            connection.exec_driver_sql(sql_file("store_plain.sql"))
+            echo("functions: receiver_store_plain (re)created")
         else:
             echo("views: skipped (the analyst views are Postgres only)")
 
 
-def views_sql() -> str:
-    return resources.files("receiver").joinpath("sql/views.sql").read_text()
+def sql_file(name: str) -> str:
+    return resources.files("receiver").joinpath("sql", name).read_text()

@@ -138,7 +138,7 @@ def receive(api_key: str | None, default_type: str | None = None) -> Response:
     def express_lane(connection: Any) -> Outcome:
         assert prepared is not None
         check = partial(check_secret, raw=raw)
-        return express.store_body(connection, api_key, check, prepared, now, policy)
+        return express.store_body(connection, api_key, check, prepared, now)
 
     try:
         try:
@@ -171,12 +171,12 @@ def authenticate(session: Session, api_key: str | None, raw: bytes) -> Sender:
     sender = find_sender(session, api_key) if api_key else None
     if sender is None:
         raise Unauthorized()
-    check_secret(sender, raw)
+    check_secret(sender.secret, raw)
     return sender
 
 
-def check_secret(sender: Sender, raw: bytes) -> None:
-    if sender.secret is not None and not secret_presented(sender.secret, request.headers, raw):
+def check_secret(secret: str | None, raw: bytes) -> None:
+    if secret is not None and not secret_presented(secret, request.headers, raw):
         raise Unauthorized(
             "This API key needs its secret: send X-Api-Secret, or an "
             "X-Signature HMAC-SHA1 of the body keyed with the secret."

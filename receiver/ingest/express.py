@@ -1,26 +1,28 @@
-"""The express lane: a body of plain events (no identity effects) stored on Postgres in two
-round trips and a commit, for most of Segment's traffic (tracks and pages).
+"""The express lane: a body of plain events (no identity effects) stored on Postgres in one
+statement, for most of Segment's traffic (tracks and pages).
 
 The general path (pipeline.py) does the same work a statement at a time through the
 Session, and takes everything else: identity events and what rules turn into them, a body
 over the month's limit, and SQLite. On Postgres every transaction that holds the account's
 lock shared is one of this lane's; the general path writes only under it exclusive.
 
-- the account's identity lock, taken shared, and only for a valid key (identity/locks.py);
-- the rules version and the identity lookup, read in a statement of their own after the
-  lock, so they see everything committed before it was granted (pipeline.map_and_lock);
-- one statement that inserts the signals (ON CONFLICT DO NOTHING), claims the month's usage,
-  widens their leads' first and last seen and counts the unmapped ones into the Signal
-  Queue, all from the rows it inserted (store.py, identity/leads.py, rules/queue.py).
+The statement calls `receiver_store_plain` (sql/store_plain.sql) in a transaction of its own:
+it checks the key, takes the account's identity lock shared, places each event by the
+identity graph as it stands under the lock, inserts the signals and, from the rows it
+inserted, claims the month's usage, widens leads' first and last seen and counts the Signal
+Queue.
 
-The leads and the queue groups are touched only once the counter is claimed (they read
-`claimed`), so writers of an account queue on the counter's row and never wait on each
-other's leads or groups in a circle; queue groups go in key order, as purges take them.
+The key's secret and the account's rules are applied here, before the statement, as this
+process last read them (KeyState); the function stores nothing unless they are still the
+key's secret and the account's rules version under the lock. When they are not, the lane
+reads them again and retries: a rule change costs one more round trip, never a wrong mapping.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -29,106 +31,66 @@ import psycopg
 from psycopg.rows import dict_row
 from sqlalchemy.dialects.postgresql import psycopg as postgresql_psycopg
 
-from receiver.accounts import Sender
-from receiver.credentials import API_KEY_KIND, parse_credential
+from receiver.credentials import API_KEY_KIND, Credential, parse_credential
 from receiver.errors import Unauthorized
-from receiver.identity import graph, resolve
+from receiver.identity import resolve
+from receiver.identity.identifiers import usable
 from receiver.identity.locks import LOCK_NAMESPACE
-from receiver.identity.resolve import Applied, Policy
+from receiver.identity.resolve import Applied
 from receiver.ingest import store
-from receiver.ingest.pipeline import (
-    NeedsExclusive,
-    Outcome,
-    OverBudget,
-    Prepared,
-    mapped,
-    outcome_of,
-)
+from receiver.ingest.pipeline import NeedsExclusive, Outcome, Prepared, mapped, outcome_of
 from receiver.ingest.segment import Draft
 from receiver.rules import engine
+
+# Raised by receiver_store_plain when the new signals do not all fit in the month's limit.
+OVER_LIMIT_SQLSTATE = "RL429"
+# A key whose rules change under every attempt goes to the general path, which waits.
+ATTEMPTS = 3
 
 
 def applies(dialect: str, prepared: Prepared) -> bool:
     return dialect == "postgresql" and not any(resolve.changes_identity(d) for d in prepared.drafts)
 
 
+@dataclass(frozen=True)
+class KeyState:
+    """What the lane assumes of a key: its secret, its account's rules and their version."""
+
+    secret: str | None
+    rules_version: int
+    rules: tuple[engine.CompiledRule, ...]
+
+
 def store_body(
     connection: psycopg.Connection,
     api_key: str | None,
-    check_secret: Callable[[Sender], None],
+    check_secret: Callable[[str | None], None],
     prepared: Prepared,
     now: datetime,
-    policy: Policy,
 ) -> Outcome:
-    """Store the body in the connection's transaction (the caller commits). check_secret
-    is called with the Sender, and raises when the request does not carry its secret."""
+    """Store the body, each statement in a transaction of its own (the connection is in
+    autocommit). check_secret raises when the request does not carry the key's secret."""
     key = parse_credential(api_key, API_KEY_KIND) if api_key else None
     if key is None:
         raise Unauthorized()
-    drafts = prepared.drafts
-    keys = {k for d in drafts for k in graph.keys_of(d)}
-    with connection.pipeline():
-        key_cursor = connection.execute(
-            _LOCK_FOR_KEY,
-            {
-                "account_id": key.account_id,
-                "key_hash": key.digest,
-                "namespace": LOCK_NAMESPACE,
-                "lock_key": key.account_id % 2**31,
-            },
-        )
-        graph_cursor = connection.execute(
-            _RULES_VERSION_AND_LOOKUP,
-            {
-                "account_id": key.account_id,
-                "anonymous": sorted(v for kind, v in keys if kind == graph.ANONYMOUS),
-                "users": sorted(v for kind, v in keys if kind == graph.USER),
-            },
-        )
-    row, graph_rows = key_cursor.fetchone(), graph_cursor.fetchall()
-    if row is None or not graph_rows:
-        raise Unauthorized()
-    sender = Sender(key.account_id, row[0], row[1], row[2], row[3])
-    check_secret(sender)
-    version, known = _version_and_known(graph_rows)
-    drafts = _mapped(connection, sender.account_id, version, drafts)
-    placements = [resolve.place(d, known) for d in drafts]
-    period_start, _ = store.period_of(now)
-    stored = connection.execute(
-        _STORE,
-        {
-            "rows": _rows(drafts, placements),
-            "account_id": sender.account_id,
-            "now": now,
-            "period_start": period_start,
-            "limit": sender.signal_limit,
-        },
-    )
-    applied = Applied()
-    claimed = True
-    for content_hash, signal_id, claim in stored.fetchall():
-        applied.inserted[content_hash] = signal_id
-        claimed = claim
-    if not claimed:
-        new_hashes = [d.content_hash for d in drafts if d.content_hash in applied.inserted]
-        raise OverBudget(sender, prepared, new_hashes, now, policy)
-    applied.cold = {
-        d.content_hash
-        for d, p in zip(drafts, placements, strict=True)
-        if p.is_cold and d.content_hash in applied.inserted
-    }
-    return outcome_of(prepared, applied, accepted=len(drafts))
+    state = _states.get(key.text)
+    if state is not None:
+        try:
+            check_secret(state.secret)
+        except Unauthorized:
+            state = None  # the secret may have changed since: read it again
+    for _ in range(ATTEMPTS):
+        if state is None:
+            state = _read_state(connection, key)
+            check_secret(state.secret)
+        reply = _store(connection, key, state, _mapped(state.rules, prepared.drafts), now)
+        if reply is not None:
+            return outcome_of(prepared, reply, accepted=len(prepared.drafts))
+        state = None
+    raise NeedsExclusive()
 
 
-def _version_and_known(rows: Sequence[Any]) -> tuple[int, dict[graph.Key, graph.Known]]:
-    known = {(row[1], row[2]): graph.known_of(*row[3:]) for row in rows if row[1] is not None}
-    return rows[0][0], known
-
-
-def _mapped(
-    connection: psycopg.Connection, account_id: int, version: int, drafts: list[Draft]
-) -> list[Draft]:
-    rules = engine.rules_at(account_id, version, lambda: _enabled_rules(connection, account_id))
+def _mapped(rules: Sequence[engine.CompiledRule], drafts: list[Draft]) -> list[Draft]:
     if not rules:
         return drafts
     drafts = mapped(rules, drafts)
@@ -137,19 +99,80 @@ def _mapped(
     return drafts
 
 
-def _enabled_rules(connection: psycopg.Connection, account_id: int) -> list[dict[str, Any]]:
-    cursor = connection.cursor(row_factory=dict_row)
-    return cursor.execute(_ENABLED_RULES, {"account_id": account_id}).fetchall()
+def _store(
+    connection: psycopg.Connection,
+    key: Credential,
+    state: KeyState,
+    drafts: list[Draft],
+    now: datetime,
+) -> Applied | None:
+    """What was stored, or None when the key's secret or rules were not as assumed."""
+    period_start, _ = store.period_of(now)
+    try:
+        row = connection.execute(
+            _STORE_PLAIN,
+            {
+                "account_id": key.account_id,
+                "key_hash": key.digest,
+                "secret": state.secret,
+                "rules_version": state.rules_version,
+                "namespace": LOCK_NAMESPACE,
+                "lock_key": key.account_id % 2**31,
+                "rows": _rows(drafts),
+                "now": now,
+                "period_start": period_start,
+            },
+        ).fetchone()
+    except psycopg.Error as error:
+        if error.sqlstate == OVER_LIMIT_SQLSTATE:
+            raise NeedsExclusive() from error  # the general path stores what fits
+        raise
+    assert row is not None
+    outcome, hashes, ids, cold = row
+    if outcome == "unauthorized":
+        _states.forget(key.text)
+        raise Unauthorized()
+    if outcome == "stale":
+        _states.forget(key.text)
+        return None
+    applied = Applied()
+    applied.inserted = dict(zip(hashes or (), ids or (), strict=True))
+    applied.cold = {h for h, c in zip(hashes or (), cold or (), strict=True) if c}
+    return applied
 
 
-def _rows(drafts: Sequence[Draft], placements: Sequence[store.Placement]) -> str:
+def _read_state(connection: psycopg.Connection, key: Credential) -> KeyState:
+    """The key's secret and its account's rules, read in one statement so that the rules
+    are those of the version read with them."""
+    rows = (
+        connection.cursor(row_factory=dict_row)
+        .execute(_KEY_AND_RULES, {"account_id": key.account_id, "key_hash": key.digest})
+        .fetchall()
+    )
+    if not rows:
+        raise Unauthorized()
+    version = rows[0]["rules_version"]
+    rule_rows = [row for row in rows if row["id"] is not None]
+    rules = engine.rules_at(key.account_id, version, lambda: rule_rows)
+    state = KeyState(rows[0]["secret"], version, rules)
+    _states.remember(key.text, state)
+    return state
+
+
+def _rows(drafts: Sequence[Draft]) -> str:
     """The signals to insert as one JSON array: a single parameter, serialised in one call
     and read by Postgres in one pass, whatever the size of the body."""
     return orjson.dumps(
         [
-            # JSON has no bytes: the hash travels as hex, decoded by the statement.
-            {**store.signal_columns(d, p), "content_hash": d.content_hash.hex()}
-            for d, p in zip(drafts, placements, strict=True)
+            {
+                **store.event_columns(d),
+                # JSON has no bytes: the hash travels as hex, decoded by the statement.
+                "content_hash": d.content_hash.hex(),
+                # The identifiers the function places the signal by, as graph.keys_of.
+                "user_key": usable(d.user_id),
+                "anonymous_key": usable(d.anonymous_id),
+            }
+            for d in drafts
         ],
         default=_datetime_subclass,
     ).decode()
@@ -162,76 +185,48 @@ def _datetime_subclass(value: Any) -> str:
     raise TypeError(f"{type(value).__name__} is not JSON")
 
 
-_ENABLED_RULES = str(engine.ENABLED_RULES.compile(dialect=postgresql_psycopg.dialect()))
+class _KeyStates:
+    """The last state read of each key, in this process: bounded, least recent out first."""
 
-# The lock is taken in the projection, so only for the row of a valid, unrevoked key.
-_LOCK_FOR_KEY = """
-    SELECT k.id, k.secret, a.plan, a.signal_limit,
-           pg_advisory_xact_lock_shared(%(namespace)s, %(lock_key)s)
-    FROM api_keys AS k JOIN accounts AS a ON a.id = k.account_id
+    SIZE = 1024
+
+    def __init__(self) -> None:
+        self._states: dict[str, KeyState] = {}
+        self._lock = threading.Lock()
+
+    def get(self, api_key: str) -> KeyState | None:
+        with self._lock:
+            state = self._states.pop(api_key, None)
+            if state is not None:
+                self._states[api_key] = state  # most recent last
+            return state
+
+    def remember(self, api_key: str, state: KeyState) -> None:
+        with self._lock:
+            self._states.pop(api_key, None)
+            self._states[api_key] = state
+            while len(self._states) > self.SIZE:
+                del self._states[next(iter(self._states))]
+
+    def forget(self, api_key: str) -> None:
+        with self._lock:
+            self._states.pop(api_key, None)
+
+
+_states = _KeyStates()
+
+_KEY_AND_RULES = f"""
+    SELECT k.secret, a.rules_version, r.*
+    FROM api_keys AS k
+    JOIN accounts AS a ON a.id = k.account_id
+    LEFT JOIN ({engine.ENABLED_RULES.compile(dialect=postgresql_psycopg.dialect())}) AS r ON true
     WHERE k.account_id = %(account_id)s AND k.key_hash = %(key_hash)s AND k.revoked_at IS NULL
+    ORDER BY r.priority DESC, r.id  -- as ENABLED_RULES orders them
 """
 
-# One row per known identifier, or one row of NULLs: the version comes either way.
-_RULES_VERSION_AND_LOOKUP = """
-    SELECT a.rules_version, i.kind, i.value, i.cluster_id, c.lead_id,
-           i.blocked_at, i.lead_history
-    FROM accounts AS a
-    LEFT JOIN (identities AS i
-               JOIN identity_clusters AS c
-                 ON c.account_id = i.account_id AND c.id = i.cluster_id)
-      ON i.account_id = a.id
-     AND ((i.kind = 'anonymous_id' AND i.value = ANY(%(anonymous)s::varchar[]))
-          OR (i.kind = 'user_id' AND i.value = ANY(%(users)s::varchar[])))
-    WHERE a.id = %(account_id)s
-"""
-
-_STORE = """
-    WITH new AS (
-        INSERT INTO signals (account_id, source, event_type, event_name, anonymous_id,
-                             user_id, message_id, content_hash, payload, occurred_at,
-                             received_at, lead_id, is_cold, rule_id, mapped_name, score,
-                             mapped_fields)
-        SELECT %(account_id)s, source, event_type, event_name, anonymous_id, user_id,
-               message_id, decode(content_hash, 'hex'), payload, occurred_at, %(now)s,
-               lead_id, is_cold, rule_id, mapped_name, score, mapped_fields
-        FROM jsonb_to_recordset(%(rows)s::jsonb)
-          AS body (source varchar, event_type varchar, event_name varchar,
-                   anonymous_id varchar, user_id varchar, message_id varchar,
-                   content_hash text, payload jsonb, occurred_at timestamptz, lead_id bigint,
-                   is_cold boolean, rule_id bigint, mapped_name varchar, score integer,
-                   mapped_fields jsonb)
-        ON CONFLICT (account_id, content_hash) DO NOTHING
-        RETURNING id, content_hash, source, event_type, event_name, payload, occurred_at,
-                  lead_id, rule_id
-    ),
-    claimed AS (
-        INSERT INTO usage_counters AS u (account_id, period_start, used)
-        SELECT %(account_id)s, %(period_start)s, count(*) FROM new
-        HAVING count(*) BETWEEN 1 AND %(limit)s
-        ON CONFLICT (account_id, period_start) DO UPDATE SET used = u.used + excluded.used
-        WHERE u.used + excluded.used <= %(limit)s
-        RETURNING used
-    ),
-    touched AS (
-        UPDATE leads AS l
-        SET first_seen_at = LEAST(l.first_seen_at, span.earliest),
-            last_seen_at = GREATEST(l.last_seen_at, span.latest)
-        FROM (SELECT lead_id, min(occurred_at) AS earliest, max(occurred_at) AS latest
-              FROM new WHERE lead_id IS NOT NULL AND EXISTS (SELECT FROM claimed)
-              GROUP BY lead_id) AS span
-        WHERE l.account_id = %(account_id)s AND l.id = span.lead_id
-    ),
-    queued AS (
-        INSERT INTO queue_groups AS q (account_id, source, event_type, event_name, count,
-                                       first_seen_at, last_seen_at, sample)
-        SELECT %(account_id)s, source, coalesce(event_type, ''), coalesce(event_name, ''),
-               count(*), %(now)s, %(now)s, (array_agg(payload ORDER BY id))[1]
-        FROM new WHERE rule_id IS NULL AND EXISTS (SELECT FROM claimed)
-        GROUP BY 2, 3, 4
-        ORDER BY 2, 3, 4
-        ON CONFLICT (account_id, source, event_type, event_name) DO UPDATE
-        SET count = q.count + excluded.count, last_seen_at = excluded.last_seen_at
-    )
-    SELECT content_hash, id, EXISTS (SELECT FROM claimed) FROM new
+_STORE_PLAIN = """
+    SELECT outcome, content_hashes, signal_ids, cold
+    FROM receiver_store_plain(%(account_id)s, %(key_hash)s, %(secret)s, %(rules_version)s,
+                              %(namespace)s, %(lock_key)s, %(rows)s::jsonb, %(now)s,
+                              %(period_start)s)
 """

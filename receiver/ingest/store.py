@@ -84,6 +84,11 @@ def insert_signals(
 
 def signal_columns(draft: Draft, placement: Placement) -> dict[str, Any]:
     """A new signal's row, but for its account and when it was received."""
+    return {**event_columns(draft), "lead_id": placement.lead_id, "is_cold": placement.is_cold}
+
+
+def event_columns(draft: Draft) -> dict[str, Any]:
+    """A new signal's columns that its event alone decides: all but where it was placed."""
     return {
         "source": draft.source,
         "event_type": draft.event_type,
@@ -94,8 +99,6 @@ def signal_columns(draft: Draft, placement: Placement) -> dict[str, Any]:
         "content_hash": draft.content_hash,
         "payload": draft.payload,
         "occurred_at": draft.occurred_at,
-        "lead_id": placement.lead_id,
-        "is_cold": placement.is_cold,
         **mapping_columns(draft),
     }
 

@@ -10,9 +10,9 @@ import sqlalchemy as sa
 
 from receiver.accounts import find_sender
 from receiver.db import run_on_driver, run_transaction
-from receiver.identity.resolve import Policy
+from receiver.errors import Unauthorized
 from receiver.ingest import express
-from receiver.ingest.pipeline import NeedsExclusive, OverBudget, prepare, store_all
+from receiver.ingest.pipeline import NeedsExclusive, prepare, store_all
 from tests.builders import identify, track
 from tests.conftest import make_account
 
@@ -25,7 +25,7 @@ def through_express(engine, api_key, events, now=NOW):
     return run_on_driver(
         engine,
         lambda connection: express.store_body(
-            connection, api_key, lambda sender: None, prepared, now, Policy()
+            connection, api_key, lambda secret: None, prepared, now
         ),
     )
 
@@ -90,7 +90,11 @@ def add_rule(client, account, **rule):
 
 def test_the_express_lane_stores_what_the_general_path_stores(client, engine):
     accounts = [make_account(engine), make_account(engine)]
-    known_visitors = {"anon-ada": "ada@example.com", "anon-grace": "grace@example.com"}
+    known_visitors = {
+        "anon-ada": "ada@example.com",
+        "anon-grace": "grace@example.com",
+        "anon-shared": "linus@example.com",
+    }
     for account in accounts:
         add_rule(
             client,
@@ -102,8 +106,19 @@ def test_the_express_lane_stores_what_the_general_path_stores(client, engine):
         )
         # The same leads in both accounts, made by identifies (the general path's work).
         for visitor, email in known_visitors.items():
-            identify_body = identify(email=email, anonymousId=visitor, messageId=f"id-{visitor}")
+            identify_body = identify(
+                email=email, anonymousId=visitor, userId=f"user-{visitor}", messageId=visitor
+            )
             through_general_path(engine, account.api_key, [identify_body])
+        # Identifiers blocked from linking (as one seen on too many leads is).
+        with engine.begin() as connection:
+            connection.execute(
+                sa.text(
+                    "UPDATE identities SET blocked_at = now() "
+                    "WHERE account_id = :a AND value IN ('user-anon-grace', 'anon-shared')"
+                ),
+                {"a": account.account_id},
+            )
     repeated = track("Pricing Viewed", anonymousId="anon-new", messageId="m-repeat")
     body = [
         track("Pricing Viewed", anonymousId="anon-ada", messageId="m1"),
@@ -125,14 +140,24 @@ def test_the_express_lane_stores_what_the_general_path_stores(client, engine):
         {"event": "invoice.paid", "amount": 12},
         repeated,
         track("Pricing Viewed", anonymousId="anon-grace", messageId="m5"),
+        # userId before anonymousId: Ada's userId wins over Grace's anonymousId.
+        track("Docs Read", userId="user-anon-ada", anonymousId="anon-grace", messageId="m6"),
+        # A blocked userId places by the anonymousId, or leaves the signal on no lead.
+        track("Docs Read", userId="user-anon-grace", anonymousId="anon-ada", messageId="m7"),
+        track("Docs Read", userId="user-anon-grace", anonymousId=None, messageId="m8"),
+        track("Docs Read", userId="user-anon-grace", anonymousId="anon-other", messageId="m9"),
+        track("Docs Read", anonymousId="anon-shared", messageId="m10"),
     ]
     express_outcome = through_express(engine, accounts[0].api_key, body)
     general_outcome = through_general_path(engine, accounts[1].api_key, body)
 
     assert express_outcome.body() == general_outcome.body()
-    assert [r["status"] for r in express_outcome.results] == (
-        ["stored", "stored", "stored", "cold", "cold", "stored", "duplicate", "stored"]
+    statuses = (
+        "stored stored stored cold cold stored duplicate stored stored stored stored cold stored"
     )
+    assert [r["status"] for r in express_outcome.results] == statuses.split()
+    leads = [r["lead_email"] for r in stored_state(engine, accounts[0].account_id)["signals"]]
+    assert leads[-5:] == ["ada@example.com", "ada@example.com", None, None, None]
     assert stored_state(engine, accounts[0].account_id) == stored_state(
         engine, accounts[1].account_id
     )
@@ -170,8 +195,52 @@ def test_a_rule_with_lead_fields_sends_the_body_to_the_general_path(client, engi
 def test_a_body_over_the_limit_is_rolled_back_for_the_general_path(engine):
     account = make_account(engine, signal_limit=2)
     through_express(engine, account.api_key, [track()])
-    with pytest.raises(OverBudget) as over:
+    with pytest.raises(NeedsExclusive):
         through_express(engine, account.api_key, [track(), track()])
-    assert len(over.value.new_hashes) == 2
     assert stored_state(engine, account.account_id)["usage"][0]["used"] == 1
+    assert len(stored_state(engine, account.account_id)["signals"]) == 1
+
+
+def test_a_rule_changed_after_the_lane_read_the_rules_maps_the_next_body(client, engine):
+    account = make_account(engine)
+    through_express(engine, account.api_key, [track("Demo Requested")])
+    add_rule(client, account, name="Demos", event_name="Demo Requested", signal={"score": 5})
+    through_express(engine, account.api_key, [track("Demo Requested")])
+    assert [s["score"] for s in stored_state(engine, account.account_id)["signals"]] == [None, 5]
+
+
+def test_a_key_revoked_after_the_lane_read_it_is_refused(client, engine):
+    account = make_account(engine)
+    through_express(engine, account.api_key, [track()])
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text("UPDATE api_keys SET revoked_at = now() WHERE account_id = :a"),
+            {"a": account.account_id},
+        )
+    with pytest.raises(Unauthorized):
+        through_express(engine, account.api_key, [track()])
+    assert len(stored_state(engine, account.account_id)["signals"]) == 1
+
+
+def test_the_lane_checks_the_key_secret_before_it_stores(engine):
+    account = make_account(engine, secret="s3cret")
+    checked = []
+
+    def check(secret):
+        checked.append(secret)
+        if secret is not None:
+            raise Unauthorized()
+
+    prepared = prepare([track()], NOW, MAX_EVENT_BYTES)
+    with pytest.raises(Unauthorized):
+        run_on_driver(
+            engine,
+            lambda connection: express.store_body(
+                connection, account.api_key, check, prepared, NOW
+            ),
+        )
+    assert checked[-1] == "s3cret"
+    assert stored_state(engine, account.account_id)["signals"] == []
+    # With the secret presented, the same key stores.
+    through_express(engine, account.api_key, [track()])
     assert len(stored_state(engine, account.account_id)["signals"]) == 1
