@@ -150,7 +150,10 @@ def receive(api_key: str | None, default_type: str | None = None) -> Response:
             outcome = run_transaction(engine, partial(general, exclusive=True))
     except OverBudget as over:
         outcome = run_transaction(engine, over.store_what_fits)
-    log.info(
+    # The access log has a line per request already: this one is worth its cost (about 50 us,
+    # a twentieth of a plain event's time in the worker) only when a body was not all stored.
+    log.log(
+        logging.INFO if outcome.stored < len(outcome.results) else logging.DEBUG,
         "received=%d stored=%d duplicates=%d rejected=%d",
         len(outcome.results),
         outcome.stored,
