@@ -242,6 +242,9 @@ def test_postgres_stopped_mid_load_loses_nothing_acknowledged(server):
                 if status == 200 or time.monotonic() > deadline:
                     break
                 time.sleep(0.3)  # retry as Segment does, sooner
+            # A steady pace (at most 400 events/s in all), so that the load outlasts the
+            # time the cluster takes to stop: some events must wait for the restart.
+            time.sleep(0.02)
 
     threads = [threading.Thread(target=sender, args=(events[i::8],)) for i in range(8)]
     for thread in threads:
