@@ -73,7 +73,7 @@ def store_body(
     key = parse_credential(api_key, API_KEY_KIND) if api_key else None
     if key is None:
         raise Unauthorized()
-    state = _states.get(key.text)
+    state = _states.get(key.digest)
     if state is not None:
         try:
             check_secret(state.secret)
@@ -130,10 +130,10 @@ def _store(
     assert row is not None
     outcome, hashes, ids, cold = row
     if outcome == "unauthorized":
-        _states.forget(key.text)
+        _states.forget(key.digest)
         raise Unauthorized()
     if outcome == "stale":
-        _states.forget(key.text)
+        _states.forget(key.digest)
         return None
     applied = Applied()
     applied.inserted = dict(zip(hashes or (), ids or (), strict=True))
@@ -155,7 +155,7 @@ def _read_state(connection: psycopg.Connection, key: Credential) -> KeyState:
     rule_rows = [row for row in rows if row["id"] is not None]
     rules = engine.rules_at(key.account_id, version, lambda: rule_rows)
     state = KeyState(rows[0]["secret"], version, rules)
-    _states.remember(key.text, state)
+    _states.remember(key.digest, state)
     return state
 
 
@@ -186,31 +186,32 @@ def _datetime_subclass(value: Any) -> str:
 
 
 class _KeyStates:
-    """The last state read of each key, in this process: bounded, least recent out first."""
+    """The last state read of each key (by its hash: no key in the clear stays in memory), in
+    this process: bounded, least recent out first."""
 
     SIZE = 1024
 
     def __init__(self) -> None:
-        self._states: dict[str, KeyState] = {}
+        self._states: dict[bytes, KeyState] = {}
         self._lock = threading.Lock()
 
-    def get(self, api_key: str) -> KeyState | None:
+    def get(self, key_hash: bytes) -> KeyState | None:
         with self._lock:
-            state = self._states.pop(api_key, None)
+            state = self._states.pop(key_hash, None)
             if state is not None:
-                self._states[api_key] = state  # most recent last
+                self._states[key_hash] = state  # most recent last
             return state
 
-    def remember(self, api_key: str, state: KeyState) -> None:
+    def remember(self, key_hash: bytes, state: KeyState) -> None:
         with self._lock:
-            self._states.pop(api_key, None)
-            self._states[api_key] = state
+            self._states.pop(key_hash, None)
+            self._states[key_hash] = state
             while len(self._states) > self.SIZE:
                 del self._states[next(iter(self._states))]
 
-    def forget(self, api_key: str) -> None:
+    def forget(self, key_hash: bytes) -> None:
         with self._lock:
-            self._states.pop(api_key, None)
+            self._states.pop(key_hash, None)
 
 
 _states = _KeyStates()
