@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Benchmark harness: the receiver under gunicorn and wrk, measured against a floor app.
 
-    /tmp/venv/bin/python bench/run.py --quick          # smoke run, about 4 minutes
-    /tmp/venv/bin/python bench/run.py                  # full run, about 10 minutes
-    /tmp/venv/bin/python bench/run.py --only single,rehydrate --rounds 5
+    .venv/bin/python bench/run.py --quick          # smoke run, about 4 minutes
+    .venv/bin/python bench/run.py                  # full run, about 10 minutes
+    .venv/bin/python bench/run.py --only single,rehydrate --rounds 5
 
 Every scenario gets a fresh Postgres database (cloned from a template that `receiver init-db`
 built), its own gunicorn processes started with the production config (`gunicorn wsgi:app`
