@@ -28,6 +28,7 @@ from typing import Any
 
 import orjson
 import psycopg
+from cachetools import LRUCache
 from psycopg.rows import dict_row
 from sqlalchemy.dialects.postgresql import psycopg as postgresql_psycopg
 
@@ -73,7 +74,7 @@ def store_body(
     key = parse_credential(api_key, API_KEY_KIND) if api_key else None
     if key is None:
         raise Unauthorized()
-    state = _states.get(key.digest)
+    state = _remembered(key.digest)
     if state is not None:
         try:
             check_secret(state.secret)
@@ -130,10 +131,10 @@ def _store(
     assert row is not None
     outcome, hashes, ids, cold = row
     if outcome == "unauthorized":
-        _states.forget(key.digest)
+        _forget(key.digest)
         raise Unauthorized()
     if outcome == "stale":
-        _states.forget(key.digest)
+        _forget(key.digest)
         return None
     applied = Applied()
     applied.inserted = dict(zip(hashes or (), ids or (), strict=True))
@@ -155,7 +156,7 @@ def _read_state(connection: psycopg.Connection, key: Credential) -> KeyState:
     rule_rows = [row for row in rows if row["id"] is not None]
     rules = engine.rules_at(key.account_id, version, lambda: rule_rows)
     state = KeyState(rows[0]["secret"], version, rules)
-    _states.remember(key.digest, state)
+    _remember(key.digest, state)
     return state
 
 
@@ -185,36 +186,26 @@ def _datetime_subclass(value: Any) -> str:
     raise TypeError(f"{type(value).__name__} is not JSON")
 
 
-class _KeyStates:
-    """The last state read of each key (by its hash: no key in the clear stays in memory), in
-    this process: bounded, least recent out first."""
-
-    SIZE = 1024
-
-    def __init__(self) -> None:
-        self._states: dict[bytes, KeyState] = {}
-        self._lock = threading.Lock()
-
-    def get(self, key_hash: bytes) -> KeyState | None:
-        with self._lock:
-            state = self._states.pop(key_hash, None)
-            if state is not None:
-                self._states[key_hash] = state  # most recent last
-            return state
-
-    def remember(self, key_hash: bytes, state: KeyState) -> None:
-        with self._lock:
-            self._states.pop(key_hash, None)
-            self._states[key_hash] = state
-            while len(self._states) > self.SIZE:
-                del self._states[next(iter(self._states))]
-
-    def forget(self, key_hash: bytes) -> None:
-        with self._lock:
-            self._states.pop(key_hash, None)
+# The last state read of each key, in this process, by the key's hash: no key in the clear
+# stays in memory.
+_states: LRUCache[bytes, KeyState] = LRUCache(maxsize=1024)
+_states_lock = threading.Lock()
 
 
-_states = _KeyStates()
+def _remembered(key_hash: bytes) -> KeyState | None:
+    with _states_lock:
+        return _states.get(key_hash)
+
+
+def _remember(key_hash: bytes, state: KeyState) -> None:
+    with _states_lock:
+        _states[key_hash] = state
+
+
+def _forget(key_hash: bytes) -> None:
+    with _states_lock:
+        _states.pop(key_hash, None)
+
 
 _KEY_AND_RULES = f"""
     SELECT k.secret, a.rules_version, r.*

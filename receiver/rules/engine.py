@@ -4,12 +4,12 @@ an event maps it: a name, a score, and fields extracted by dot path."""
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from cachetools import LRUCache, cached
 from sqlmodel import Session
 
 from receiver.identity.identifiers import normalise_email
@@ -116,9 +116,17 @@ def first_match(
 
 # Compiled rules by (account, rules_version). The version is read with the API key on every
 # request and bumped by every rule change, so an entry is never used once it is stale.
-_CACHE_SIZE = 512
-_cache: OrderedDict[tuple[int, int], tuple[CompiledRule, ...]] = OrderedDict()
-_cache_lock = threading.Lock()
+@cached(
+    LRUCache(maxsize=512),
+    key=lambda account_id, version, fetch: (account_id, version),
+    lock=threading.Lock(),
+)
+def rules_at(
+    account_id: int, version: int, fetch: Callable[[], Iterable[Any]]
+) -> tuple[CompiledRule, ...]:
+    """The account's enabled rules at this version: compiled once per process, from the rows
+    of ENABLED_RULES that fetch returns."""
+    return tuple(compile_rule(dict(row), row["id"]) for row in fetch())
 
 
 def active_rules(session: Session, account_id: int, version: int) -> tuple[CompiledRule, ...]:
@@ -127,24 +135,6 @@ def active_rules(session: Session, account_id: int, version: int) -> tuple[Compi
         version,
         lambda: session.execute(ENABLED_RULES, {"account_id": account_id}).mappings(),
     )
-
-
-def rules_at(
-    account_id: int, version: int, fetch: Callable[[], Iterable[Any]]
-) -> tuple[CompiledRule, ...]:
-    """The account's enabled rules at this version: compiled once per process, from the rows
-    of ENABLED_RULES that fetch returns."""
-    key = (account_id, version)
-    with _cache_lock:
-        if key in _cache:
-            _cache.move_to_end(key)
-            return _cache[key]
-    rules = tuple(compile_rule(dict(row), row["id"]) for row in fetch())
-    with _cache_lock:
-        _cache[key] = rules
-        while len(_cache) > _CACHE_SIZE:
-            _cache.popitem(last=False)
-    return rules
 
 
 def _enabled_rules() -> sa.Select:
