@@ -1,6 +1,8 @@
 """Recognise Segment events (camelCase or snake_case) and read what the store indexes.
 
-Anything that carries none of Segment's identity fields is a generic webhook signal.
+A Segment event has one of Segment's types and at least one of its identifiers; any other
+JSON object is a generic webhook signal, stored as it came (a 400 would lose it: Segment does
+not retry one).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ if TYPE_CHECKING:
     from receiver.rules.engine import Match
 
 SEGMENT_TYPES = frozenset({"identify", "track", "page", "screen", "group", "alias", "delete"})
+IDENTIFIERS = (("anonymousId", "anonymous_id"), ("userId", "user_id"), ("messageId", "message_id"))
 NUL_ESCAPE = b"\\u0000"
 
 
@@ -54,14 +57,10 @@ def identifier(event: dict[str, Any], camel: str, snake: str) -> str | None:
 
 
 def looks_like_segment(event: dict[str, Any]) -> bool:
-    return any(
-        field(event, camel, snake) is not None
-        for camel, snake in (
-            ("anonymousId", "anonymous_id"),
-            ("userId", "user_id"),
-            ("messageId", "message_id"),
-        )
-    )
+    kind = event.get("type")
+    if not isinstance(kind, str) or kind not in SEGMENT_TYPES:
+        return False
+    return any(field(event, camel, snake) is not None for camel, snake in IDENTIFIERS)
 
 
 def to_draft(
@@ -93,9 +92,7 @@ def to_draft(
 
 
 def _segment_draft(event: dict[str, Any], received_at: datetime, digest: bytes) -> Draft:
-    kind = event.get("type")
-    if not isinstance(kind, str) or kind not in SEGMENT_TYPES:
-        raise InvalidEvent(f"`type` must be one of {', '.join(sorted(SEGMENT_TYPES))}.")
+    kind = event["type"]
     for name in ("traits", "properties", "context"):
         if event.get(name) is not None and not isinstance(event[name], dict):
             raise InvalidEvent(f"`{name}` must be an object.")

@@ -108,6 +108,20 @@ def test_generic_json_is_a_webhook_signal(client, account, engine):
     assert signal_count(engine, account.account_id, source="webhook") == 1
 
 
+def test_json_with_segment_ids_but_no_segment_type_is_stored_as_a_webhook_signal(
+    client, account, engine
+):
+    # A 400 would lose these for good: Segment does not retry one.
+    batch = [
+        {"type": "order.created", "userId": "u1", "total": 5},
+        {"user_id": 5, "order": 1},
+    ]
+    response = post(client, account.api_key, batch)
+    assert response.status_code == 200
+    assert [r["status"] for r in response.json["results"]] == ["stored", "stored"]
+    assert signal_count(engine, account.account_id, source="webhook") == 2
+
+
 def test_same_message_id_with_other_content_is_stored_as_a_conflict(client, account, engine):
     first = track(messageId="same-id")
     second = {**first, "properties": {"plan": "enterprise"}}

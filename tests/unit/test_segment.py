@@ -57,6 +57,27 @@ def test_generic_json_is_a_webhook_signal_received_now():
     )
 
 
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"type": "launch", "anonymousId": "a", "messageId": "m"},
+        {"type": 7, "userId": "u"},
+        {"user_id": 5, "order": 1},
+        {"messageId": "m", "event": "E"},
+        {"type": "track", "event": "E"},
+    ],
+)
+def test_json_without_a_segment_type_and_identifier_is_a_webhook_signal(event):
+    d = draft(event)
+    assert (d.source, d.event_type, d.anonymous_id, d.user_id, d.payload) == (
+        "webhook",
+        None,
+        None,
+        None,
+        event,
+    )
+
+
 def test_tracking_api_call_supplies_a_missing_type():
     assert draft({"userId": "u", "event": "E"}, default_type="track").event_type == "track"
 
@@ -64,8 +85,6 @@ def test_tracking_api_call_supplies_a_missing_type():
 @pytest.mark.parametrize(
     ("event", "reason"),
     [
-        ({"type": 5, "anonymousId": "a"}, "type"),
-        ({"type": "launch", "anonymousId": "a"}, "type"),
         ({"type": "identify", "userId": "u", "traits": "ada"}, "traits"),
         ({"type": "track", "messageId": ["m"]}, "messageId"),
         ({"type": "track", "userId": True}, "userId"),
