@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from apispec.ext.marshmallow import MarshmallowPlugin
-from flask import Flask
+from flask import Flask, request
 from flask_smorest import Api
+from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.routing import IntegerConverter, Map
 
 from receiver import cli, db, errors, logs
@@ -41,7 +44,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
     logs.configure(settings.log_level)
     app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    # Werkzeug reads a body sent without Content-Length (chunked) up to MAX_CONTENT_LENGTH and
+    # hands on what it read, cut short, as if whole: let it read one byte past the limit, so
+    # that a longer body shows and is refused.
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
+    app.before_request(partial(_refuse_body_over, settings.max_body_bytes))
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["receiver.settings"] = settings
     app.config.update(OPENAPI)
@@ -63,3 +70,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     errors.init_app(app, settings.retry_after_unavailable_s)
     cli.init_app(app)
     return app
+
+
+def _refuse_body_over(limit: int) -> None:
+    if len(request.get_data()) > limit:
+        raise RequestEntityTooLarge()
