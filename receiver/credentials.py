@@ -11,6 +11,7 @@ import hashlib
 import re
 import secrets
 from dataclasses import dataclass
+from urllib.parse import unquote
 
 API_KEY_KIND = "rk"
 ADMIN_TOKEN_KIND = "ra"
@@ -50,5 +51,9 @@ _ANY_CREDENTIAL = re.compile(r"\b(r[ka]_[0-9]{1,18}_[A-Za-z0-9_-]{0,4})[A-Za-z0-
 
 
 def redact(text: str) -> str:
-    """Cut every credential in text down to its prefix."""
+    """Cut every credential in text down to its prefix, percent-encoded ones too: a path may
+    spell a key so (`rk%5F1_...`), and the app decodes it before it reads the key. A line that
+    holds such a key is written decoded."""
+    if "%" in text and _ANY_CREDENTIAL.search(decoded := unquote(text)):
+        text = decoded
     return _ANY_CREDENTIAL.sub(r"\1…", text)

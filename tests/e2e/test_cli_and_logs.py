@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import http.client
 import subprocess
+from urllib.parse import unquote
 
 import orjson
 import requests
@@ -61,9 +63,16 @@ def test_gunicorn_logs_never_hold_a_full_api_key(server):
         timeout=10,
     )
     requests.post(server.url + account["webhook_path"] + "/v1/batch", data=b"{bad", timeout=10)
+    # The app decodes the path, so a key spelled with percent escapes is still the key.
+    # (http.client sends the path as given; requests would decode the escapes first.)
+    encoded = key[:3] + "".join(f"%{ord(c):02X}" for c in key[3:])
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    connection.request("POST", f"/webhook/{encoded}", body=orjson.dumps(track()))
+    assert connection.getresponse().status == 200
+    connection.close()
     log = server.log()
     assert f"/webhook/{key[:9]}" in log  # the access log does have the requests
-    assert key not in log
+    assert key not in log and key[-16:] not in unquote(log)
 
 
 def test_purge_cold_command_reports_what_it_removed(tmp_path):

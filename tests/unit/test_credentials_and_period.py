@@ -1,4 +1,7 @@
 from datetime import UTC, date, datetime
+from urllib.parse import unquote
+
+import pytest
 
 from receiver.credentials import API_KEY_KIND, new_credential, parse_credential, redact
 from receiver.ingest.store import period_of
@@ -25,6 +28,21 @@ def test_redact_leaves_only_the_prefix():
     key = new_credential(API_KEY_KIND, 7).text
     line = redact(f'"POST /webhook/{key}/v1/batch HTTP/1.1" 200')
     assert key not in line and key[:9] in line
+
+
+@pytest.mark.parametrize(
+    "spell",
+    [
+        lambda key: key.replace("_", "%5F", 1),  # the app decodes the path: still the key
+        lambda key: "%72" + key[1:],
+        lambda key: key[:12] + "".join(f"%{ord(c):02X}" for c in key[12:]),
+    ],
+)
+def test_redact_cuts_a_percent_encoded_key_too(spell):
+    key = new_credential(API_KEY_KIND, 7).text
+    line = redact(f'"POST /webhook/{spell(key)}?q=a%20b HTTP/1.1" 200')
+    assert key[-16:] not in unquote(line)  # nothing of the key past its prefix
+    assert key[:9] in line
 
 
 def test_period_is_the_utc_calendar_month():
