@@ -221,7 +221,10 @@ def outcome_of(prepared: Prepared, applied: Applied, accepted: int) -> Outcome:
             result["status"] = "rejected"
             outcome.rejected += 1
         elif item.content_hash in applied.deleted:
+            # Carried out, and counted as stored so that the counts add up to what was received;
+            # the request itself is not kept (it would keep the identifiers it deleted).
             result.update(status="stored", action="deleted")
+            outcome.stored += 1
         elif item.content_hash in applied.inserted and item.content_hash not in claimed:
             claimed.add(item.content_hash)
             result["status"] = "cold" if item.content_hash in applied.cold else "stored"
