@@ -30,11 +30,12 @@ def signature_matches(secret: str, raw_body: bytes, signature: str) -> bool:
 
 
 def secret_presented(secret: str, headers: Headers | Mapping[str, str], raw_body: bytes) -> bool:
+    """Any one of the ways to show the secret is enough, whatever else came with it."""
     given = headers.get("X-Api-Secret")
-    if given is not None:
-        return hmac.compare_digest(given.encode(), secret.encode())
-    for name in SIGNATURE_HEADERS:
-        signature = headers.get(name)
-        if signature is not None:
-            return signature_matches(secret, raw_body, signature)
-    return False
+    if given is not None and hmac.compare_digest(given.encode(), secret.encode()):
+        return True
+    return any(
+        signature_matches(secret, raw_body, signature)
+        for signature in (headers.get(name) for name in SIGNATURE_HEADERS)
+        if signature is not None
+    )

@@ -42,3 +42,11 @@ def test_segment_signature_header_is_accepted():
 
 def test_no_secret_header_is_refused():
     assert not secret_presented("key", {}, FOX)
+
+
+def test_one_right_proof_is_enough_beside_wrong_ones():
+    assert secret_presented("key", {"X-Api-Secret": "nope", "X-Signature": FOX_KEY_SHA1}, FOX)
+    assert secret_presented(
+        "key", {"X-Signature": "00" * 20, "X-Segment-Signature": FOX_KEY_SHA1}, FOX
+    )
+    assert not secret_presented("key", {"X-Api-Secret": "nope", "X-Signature": "00" * 20}, FOX)
