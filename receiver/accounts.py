@@ -17,6 +17,9 @@ from receiver.credentials import (
 )
 from receiver.models import Account, AdminToken, ApiKey
 
+# A key's shared secret: short enough to guess is no secret; long only costs every request.
+SECRET_MIN_LENGTH, SECRET_MAX_LENGTH = 8, 200
+
 
 @dataclass(frozen=True)
 class Sender:

@@ -34,7 +34,13 @@ def init_db_command() -> None:
     default=None,
     help="Raw signals per calendar month (default: DEFAULT_SIGNAL_LIMIT).",
 )
-@click.option("--secret", default=None, help="Shared secret the API key requires.")
+@click.option(
+    "--secret",
+    default=None,
+    callback=lambda _context, _option, secret: _checked_secret(secret),
+    help=f"Shared secret the API key requires ({accounts.SECRET_MIN_LENGTH} to "
+    f"{accounts.SECRET_MAX_LENGTH} characters).",
+)
 @with_appcontext
 def create_account_command(
     name: str, plan: str | None, signal_limit: int | None, secret: str | None
@@ -54,6 +60,17 @@ def create_account_command(
         ),
     )
     click.echo(json.dumps(created.as_json()))
+
+
+def _checked_secret(secret: str | None) -> str | None:
+    if secret is not None and not (
+        accounts.SECRET_MIN_LENGTH <= len(secret) <= accounts.SECRET_MAX_LENGTH
+    ):
+        raise click.BadParameter(
+            f"must be {accounts.SECRET_MIN_LENGTH} to {accounts.SECRET_MAX_LENGTH} characters, "
+            "as for keys made through the admin API."
+        )
+    return secret
 
 
 @click.command("revoke-key")

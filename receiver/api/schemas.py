@@ -11,6 +11,7 @@ from marshmallow import ValidationError, pre_load, validates_schema
 from marshmallow import fields as f
 from marshmallow.validate import Length, OneOf, Range, Regexp
 
+from receiver.accounts import SECRET_MAX_LENGTH, SECRET_MIN_LENGTH
 from receiver.rules.operators import NO_VALUE, OPERATORS, compile_pattern
 from receiver.rules.paths import is_valid_path
 
@@ -189,7 +190,11 @@ class KeySchema(Schema):
 
 
 class NewKeyArgsSchema(Schema):
-    secret = f.String(allow_none=True, load_default=None, validate=Length(8, 200))
+    secret = f.String(
+        allow_none=True,
+        load_default=None,
+        validate=Length(SECRET_MIN_LENGTH, SECRET_MAX_LENGTH),
+    )
 
 
 class NewKeySchema(KeySchema):

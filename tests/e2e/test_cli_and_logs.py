@@ -26,6 +26,17 @@ def test_create_account_prints_one_json_object(postgres_url):
     assert account["webhook_path"] == f"/webhook/{account['api_key']}"
 
 
+def test_create_account_refuses_a_secret_the_admin_api_would_refuse(postgres_url):
+    result = subprocess.run(
+        ["receiver", "create-account", "Short secret", "--secret", "s3cret"],
+        capture_output=True,
+        text=True,
+        env={"DATABASE_URL": postgres_url, "PATH": _path()},
+    )
+    assert result.returncode == 2 and "8 to 200 characters" in result.stderr
+    assert result.stdout == ""
+
+
 def test_revoked_key_answers_401_from_then_on(server):
     account = create_account(server.database_url)
     url = server.url + account["webhook_path"]
