@@ -60,12 +60,15 @@ def find_leads(args: dict[str, Any]) -> dict[str, Any]:
         .mappings()
         .all()
     )
-    return {
-        "total": total,
-        "page": page,
-        "per_page": per_page,
-        "leads": [{**row, **_totals(session, row["id"])} for row in rows],
-    }
+    totals = _totals(session, [row["id"] for row in rows])
+    return LEAD_LIST.dump(
+        {
+            "total": total,
+            "page": page,
+            "per_page": per_page,
+            "leads": [{**row, **totals[row["id"]]} for row in rows],
+        }
+    )
 
 
 @blp.route("/<id:lead_id>", methods=["GET"])
@@ -106,14 +109,17 @@ def _lead_detail(session: Session, lead_id: int | None, signals_limit: int) -> d
         .mappings()
         .all()
     )
-    return {**lead, **_totals(session, lead_id), "identities": identities, "signals": signals}
+    totals = _totals(session, [lead["id"]])[lead["id"]]
+    return {**lead, **totals, "identities": identities, "signals": signals}
 
 
-def _totals(session: Session, lead_id: int | None) -> dict[str, int]:
+def _totals(session: Session, lead_ids: list[int]) -> dict[int, dict[str, int]]:
+    """Signal count and score of each lead, in one query."""
     s = signals_table.c
-    count, score = session.execute(
-        sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(s.score), 0)).where(
-            s.account_id == account_id(), s.lead_id == lead_id
-        )
-    ).one()
-    return {"signal_count": count, "score": score}
+    rows = session.execute(
+        sa.select(s.lead_id, sa.func.count(), sa.func.coalesce(sa.func.sum(s.score), 0))
+        .where(s.account_id == account_id(), s.lead_id.in_(lead_ids))
+        .group_by(s.lead_id)
+    ).all()
+    found = {lead_id: {"signal_count": count, "score": score} for lead_id, count, score in rows}
+    return {lead_id: found.get(lead_id, {"signal_count": 0, "score": 0}) for lead_id in lead_ids}

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -32,6 +33,15 @@ def unstorable(value: Any) -> str | None:
     if isinstance(value, list):
         return next(filter(None, map(unstorable, value)), None)
     return None
+
+
+class UtcDateTime(f.DateTime):
+    """Every time is UTC; SQLite hands them back without their offset, so it is put back."""
+
+    def _serialize(self, value: datetime | None, attr: str | None, obj: Any, **kwargs: Any) -> Any:
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return super()._serialize(value, attr, obj, **kwargs)
 
 
 class Schema(BaseSchema):
@@ -85,7 +95,7 @@ class BackfillSchema(Schema):
     status = f.String()
     scanned = f.Integer()
     mapped = f.Integer()
-    finished_at = f.DateTime(allow_none=True)
+    finished_at = UtcDateTime(allow_none=True)
 
 
 class RuleSchema(Schema):
@@ -108,8 +118,8 @@ class RuleSchema(Schema):
     )
     signal = f.Nested(SignalSchema, allow_none=True, load_default=None)
     version = f.Integer(dump_only=True)
-    created_at = f.DateTime(dump_only=True)
-    updated_at = f.DateTime(dump_only=True)
+    created_at = UtcDateTime(dump_only=True)
+    updated_at = UtcDateTime(dump_only=True)
     backfill = f.Method("_backfill", dump_only=True)
 
     def _backfill(self, rule: Any) -> dict[str, Any]:
@@ -152,8 +162,8 @@ class QueueGroupSchema(Schema):
     event_type = f.String(allow_none=True)
     event_name = f.String(allow_none=True)
     count = f.Integer()
-    first_seen = f.DateTime()
-    last_seen = f.DateTime()
+    first_seen = UtcDateTime()
+    last_seen = UtcDateTime()
     sample = f.Dict()
     suggested_rule = f.Dict()
 
@@ -177,16 +187,16 @@ class UsageSchema(Schema):
     plan = f.String()
     limit = f.Integer()
     used = f.Integer()
-    period_start = f.DateTime()
-    period_end = f.DateTime()
+    period_start = UtcDateTime()
+    period_end = UtcDateTime()
 
 
 class KeySchema(Schema):
     id = f.Integer()
     prefix = f.String()
     has_secret = f.Boolean()
-    created_at = f.DateTime()
-    revoked_at = f.DateTime(allow_none=True)
+    created_at = UtcDateTime()
+    revoked_at = UtcDateTime(allow_none=True)
 
 
 class NewKeyArgsSchema(Schema):
@@ -205,7 +215,7 @@ class NewKeySchema(KeySchema):
 class IdentitySchema(Schema):
     kind = f.String()
     value = f.String()
-    blocked_at = f.DateTime(allow_none=True)
+    blocked_at = UtcDateTime(allow_none=True)
 
 
 class LeadSignalSchema(Schema):
@@ -220,8 +230,8 @@ class LeadSignalSchema(Schema):
     anonymous_id = f.String(allow_none=True)
     user_id = f.String(allow_none=True)
     message_id = f.String(allow_none=True)
-    occurred_at = f.DateTime()
-    received_at = f.DateTime()
+    occurred_at = UtcDateTime()
+    received_at = UtcDateTime()
     linked_by_signal_id = f.Integer(allow_none=True)
     payload = f.Dict()
 
@@ -236,9 +246,9 @@ class LeadSchema(Schema):
     title = f.String(allow_none=True)
     group_id = f.String(allow_none=True)
     traits = f.Dict()
-    first_seen_at = f.DateTime()
-    last_seen_at = f.DateTime()
-    created_at = f.DateTime()
+    first_seen_at = UtcDateTime()
+    last_seen_at = UtcDateTime()
+    created_at = UtcDateTime()
     signal_count = f.Integer()
     score = f.Integer()
     identities = f.List(f.Nested(IdentitySchema))
@@ -255,15 +265,15 @@ class LeadListSchema(Schema):
 class ColdStorageSchema(Schema):
     cold_signals = f.Integer()
     retention_days = f.Integer()
-    oldest_received_at = f.DateTime(allow_none=True)
-    next_expiry_at = f.DateTime(allow_none=True)
+    oldest_received_at = UtcDateTime(allow_none=True)
+    next_expiry_at = UtcDateTime(allow_none=True)
 
 
 class ConflictSchema(Schema):
     message_id = f.String()
     versions = f.Integer()
-    first_received_at = f.DateTime()
-    last_received_at = f.DateTime()
+    first_received_at = UtcDateTime()
+    last_received_at = UtcDateTime()
 
 
 def schema_name(schema: Any) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime, timedelta
 
 import orjson
 import pytest
@@ -10,6 +11,7 @@ import sqlalchemy as sa
 
 from tests.builders import identify, track
 from tests.conftest import make_account
+from tests.functional.test_webhook import BOTH_STORES
 
 DEMO_RULE = {
     "name": "Demo requests",
@@ -303,6 +305,23 @@ def test_lead_by_id_has_identities_and_signals_newest_first(client, account):
     assert (
         client.get("/admin/leads?email=none@example.com", headers=auth(account)).status_code == 404
     )
+
+
+@BOTH_STORES
+def test_lead_list_has_the_lead_schema_and_utc_times_on_both_stores(client, account):
+    send(client, account, track(anonymousId="a-list"), track(anonymousId="a-list"))
+    send(client, account, identify("list@example.com", anonymousId="a-list"))
+    send(client, account, identify("other@example.com", anonymousId="a-other"))
+    listed = client.get("/admin/leads", headers=auth(account)).json
+    by_email = {lead["email"]: lead for lead in listed["leads"]}
+    assert listed["total"] == 2
+    assert by_email["list@example.com"]["signal_count"] == 3
+    assert by_email["other@example.com"]["signal_count"] == 1
+    detail = client.get("/admin/leads?email=list@example.com", headers=auth(account)).json
+    assert set(by_email["list@example.com"]) == set(detail) - {"identities", "signals"}
+    times = [lead["last_seen_at"] for lead in listed["leads"]]
+    times += [detail["created_at"], *(s["received_at"] for s in detail["signals"])]
+    assert all(datetime.fromisoformat(t).utcoffset() == timedelta(0) for t in times), times
 
 
 def test_usage_reports_the_month(client, engine):
