@@ -88,7 +88,10 @@ def preview(data: dict[str, Any]) -> dict[str, Any]:
     try:
         event = to_draft(data["payload"], datetime.now(UTC), current_settings().max_event_bytes)
     except InvalidEvent as invalid:
-        raise BadRequest(f"The payload is not an event this receiver stores: {invalid}") from None
+        raise BadRequest(
+            f"The payload is not an event this receiver stores: {invalid}",
+            errors={"payload": [str(invalid)]},
+        ) from None
     matches = rule.matches(event.source, event.event_type, event.event_name, event.payload)
     match = rule.match(event.payload) if matches else None
     return {

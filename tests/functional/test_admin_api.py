@@ -362,6 +362,16 @@ def test_keys_list_prefixes_create_with_secret_rotate_and_revoke(client, account
     assert too_short.status_code == 422
 
 
+def test_preview_of_a_payload_that_cannot_be_stored_names_the_field(client, account):
+    body = {
+        "rule": {"name": "r"},
+        "payload": {"type": "identify", "userId": "u", "traits": "ada"},
+    }
+    response = client.post("/admin/rules/preview", json=body, headers=auth(account))
+    assert response.status_code == 400
+    assert response.json["message"] and "traits" in response.json["errors"]["payload"][0]
+
+
 def test_conflicts_and_identity_reports_are_visible_to_admins(client, account):
     send(client, account, track(messageId="twice"), track(messageId="twice"))
     for n in range(7):
