@@ -19,7 +19,7 @@ from receiver.identity import resolve
 from receiver.identity.locks import EXCLUSIVE, SHARED, lock_account
 from receiver.identity.resolve import Applied, Policy
 from receiver.ingest import store
-from receiver.ingest.segment import Draft, InvalidEvent, to_draft
+from receiver.ingest.segment import Draft, InvalidEvent, readable_message_id, to_draft
 from receiver.models import accounts_table
 from receiver.rules import engine
 
@@ -89,6 +89,7 @@ def prepare(
         try:
             items.append(to_draft(event, received_at, max_event_bytes, default_type))
         except InvalidEvent as invalid:
+            invalid.message_id = readable_message_id(event)
             items.append(invalid)
     return Prepared(items)
 
@@ -204,7 +205,7 @@ def _apply(
 
 
 def invalid_result(invalid: InvalidEvent) -> dict[str, Any]:
-    return {"status": "invalid", "messageId": None, "message": str(invalid)}
+    return {"status": "invalid", "messageId": invalid.message_id, "message": str(invalid)}
 
 
 def outcome_of(prepared: Prepared, applied: Applied, accepted: int) -> Outcome:

@@ -19,6 +19,9 @@ if TYPE_CHECKING:
 SEGMENT_TYPES = frozenset({"identify", "track", "page", "screen", "group", "alias", "delete"})
 IDENTIFIERS = (("anonymousId", "anonymous_id"), ("userId", "user_id"), ("messageId", "message_id"))
 NUL_ESCAPE = b"\\u0000"
+# Identifiers and event names are index keys, and a Postgres index entry holds at most 2,704
+# bytes: 512 characters fit whatever their encoding, and no real id or event name is longer.
+MAX_KEY_LENGTH = 512
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +43,8 @@ class Draft:
 class InvalidEvent(ValueError):
     """An event this receiver cannot store; the message says why."""
 
+    message_id: str | None = None  # the event's, when it has a readable one, for its result
+
 
 def field(event: dict[str, Any], camel: str, snake: str) -> Any:
     value = event.get(camel)
@@ -53,7 +58,20 @@ def identifier(event: dict[str, Any], camel: str, snake: str) -> str | None:
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise InvalidEvent(f"`{camel}` must be a string.")
     text = str(value).strip()
+    if len(text) > MAX_KEY_LENGTH:
+        raise InvalidEvent(f"`{camel}` longer than {MAX_KEY_LENGTH} characters.")
     return text or None
+
+
+def readable_message_id(event: Any) -> str | None:
+    """The messageId of an event that may be invalid, if it is one a result can show."""
+    if not isinstance(event, dict):
+        return None
+    value = field(event, "messageId", "message_id")
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return None
+    text = str(value)
+    return text if len(text) <= MAX_KEY_LENGTH else None
 
 
 def looks_like_segment(event: dict[str, Any]) -> bool:
@@ -93,13 +111,19 @@ def to_draft(
 
 def _segment_draft(event: dict[str, Any], received_at: datetime, digest: bytes) -> Draft:
     kind = event["type"]
-    for name in ("traits", "properties", "context"):
-        if event.get(name) is not None and not isinstance(event[name], dict):
-            raise InvalidEvent(f"`{name}` must be an object.")
+    for part in ("traits", "properties", "context"):
+        if event.get(part) is not None and not isinstance(event[part], dict):
+            raise InvalidEvent(f"`{part}` must be an object.")
+    for camel, snake in (("groupId", "group_id"), ("previousId", "previous_id")):
+        if len(str(field(event, camel, snake) or "")) > MAX_KEY_LENGTH:
+            raise InvalidEvent(f"`{camel}` longer than {MAX_KEY_LENGTH} characters.")
+    name = _segment_name(event, kind)
+    if name is not None and len(name) > MAX_KEY_LENGTH:
+        raise InvalidEvent(f"Event name longer than {MAX_KEY_LENGTH} characters.")
     return Draft(
         source="segment",
         event_type=kind,
-        event_name=_segment_name(event, kind),
+        event_name=name,
         anonymous_id=identifier(event, "anonymousId", "anonymous_id"),
         user_id=identifier(event, "userId", "user_id"),
         message_id=identifier(event, "messageId", "message_id"),
@@ -119,7 +143,7 @@ def _segment_name(event: dict[str, Any], kind: str) -> str | None:
 def _generic_name(event: dict[str, Any]) -> str | None:
     for key in ("event", "event_name", "eventName", "type", "name"):
         value = event.get(key)
-        if isinstance(value, str) and value:
+        if isinstance(value, str) and 0 < len(value) <= MAX_KEY_LENGTH:
             return value
     return None
 
@@ -131,7 +155,7 @@ def occurred_at(event: dict[str, Any], received_at: datetime) -> datetime:
         if isinstance(value, str):
             try:
                 parsed = datetime.fromisoformat(value)
-            except ValueError:
+                return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+            except (ValueError, OverflowError):  # not a time, or none in UTC's years 1 to 9999
                 continue
-            return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     return received_at

@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from receiver import accounts, db
-from tests.builders import track
+from tests.builders import identify, track
 from tests.conftest import make_account
 
 BOTH_STORES = pytest.mark.parametrize("database_url", ["postgres", "sqlite"], indirect=True)
@@ -260,3 +260,49 @@ def test_unreachable_store_is_503_with_retry_after():
 def test_probes_answer_when_the_store_is_up(client):
     assert client.get("/healthz").json == {"status": "ok"}
     assert client.get("/readyz").json == {"status": "ready"}
+
+
+LONG = "x" * 2_800  # past what a Postgres index entry holds
+
+
+@BOTH_STORES
+def test_overlong_identifiers_and_names_are_invalid_events_and_the_rest_are_stored(
+    client, account, engine
+):
+    overlong = [
+        track(anonymousId=LONG),
+        track(userId=LONG),
+        track(messageId=LONG),
+        track(LONG),
+        {"type": "group", "userId": "u", "messageId": "g", "groupId": LONG},
+        {"type": "alias", "userId": "u", "messageId": "al", "previousId": LONG},
+        identify(userId=LONG),
+    ]
+    response = post(client, account.api_key, [track(), *overlong, {"type": LONG, "n": 1}])
+    assert response.status_code == 200, response.json
+    statuses = [r["status"] for r in response.json["results"]]
+    assert statuses == ["cold", *["invalid"] * len(overlong), "stored"]
+    assert all("512 characters" in r["message"] for r in response.json["results"][1:-1])
+    assert signal_count(engine, account.account_id) == 2
+
+
+@BOTH_STORES
+def test_a_time_out_of_utc_range_falls_back_to_arrival(client, account, engine):
+    events = [
+        track(timestamp="9999-12-31T23:00:00-05:00", originalTimestamp=None),
+        track(timestamp=None, originalTimestamp="0001-01-01T00:00:00+05:00"),
+        {"event": "invoice.paid", "timestamp": "9999-12-31T23:00:00-05:00"},
+    ]
+    response = post(client, account.api_key, events)
+    assert response.status_code == 200, response.json
+    assert response.json["stored"] == 3
+
+
+def test_an_invalid_event_result_keeps_its_message_id(client, account):
+    body = [track(messageId="keep-me", properties="not an object"), track()]
+    response = post(client, account.api_key, body)
+    assert response.json["results"][0] == {
+        "status": "invalid",
+        "messageId": "keep-me",
+        "message": "`properties` must be an object.",
+    }
