@@ -21,7 +21,8 @@ errorlog = os.environ.get("GUNICORN_ERROR_LOG", "-")
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
 # The access log prints the path and the Basic-auth user: both carry the API key.
 logger_class = "receiver.logs.RedactingGunicornLogger"
-access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms "%(a)s"'
+# The path without its query string: /admin/leads?email=... would put an email in the log.
+access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms "%(a)s"'
 # Several instances on one host would share the default control socket path: opt in with a path.
 control_socket = os.environ.get("GUNICORN_CONTROL_SOCKET", "")
 control_socket_disable = not control_socket

@@ -63,7 +63,7 @@ def _path():
     return os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
 
 
-def test_gunicorn_logs_never_hold_a_full_api_key(server):
+def test_gunicorn_logs_never_hold_a_full_api_key_or_an_email(server):
     account = create_account(server.database_url)
     key = account["api_key"]
     requests.post(server.url + account["webhook_path"], data=orjson.dumps(track()), timeout=10)
@@ -81,7 +81,14 @@ def test_gunicorn_logs_never_hold_a_full_api_key(server):
     connection.request("POST", f"/webhook/{encoded}", body=orjson.dumps(track()))
     assert connection.getresponse().status == 200
     connection.close()
+    requests.get(
+        f"{server.url}/admin/leads",
+        params={"email": "logged.never@example.com"},
+        headers={"Authorization": f"Bearer {account['admin_token']}"},
+        timeout=10,
+    )
     log = server.log()
+    assert "GET /admin/leads HTTP/1.1" in log and "logged.never" not in unquote(log)
     assert f"/webhook/{key[:9]}" in log  # the access log does have the requests
     assert key not in log and key[-16:] not in unquote(log)
 
