@@ -119,7 +119,7 @@ def tracking_call(call: str) -> str | None:
 
 
 def receive(api_key: str | None, default_type: str | None = None) -> Response:
-    raw = request.get_data(cache=False)
+    raw = request.get_data()  # read already, by the app's body-size check
     now = datetime.now(UTC)
     engine = engine_of(current_app)
     policy = identity_policy(current_settings())

@@ -57,21 +57,23 @@ def identifier(event: dict[str, Any], camel: str, snake: str) -> str | None:
         return None
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise InvalidEvent(f"`{camel}` must be a string.")
-    text = str(value).strip()
+    return _index_key(f"`{camel}`", str(value).strip()) or None
+
+
+def _index_key(what: str, text: str) -> str:
     if len(text) > MAX_KEY_LENGTH:
-        raise InvalidEvent(f"`{camel}` longer than {MAX_KEY_LENGTH} characters.")
-    return text or None
+        raise InvalidEvent(f"{what} longer than {MAX_KEY_LENGTH} characters.")
+    return text
 
 
 def readable_message_id(event: Any) -> str | None:
     """The messageId of an event that may be invalid, if it is one a result can show."""
     if not isinstance(event, dict):
         return None
-    value = field(event, "messageId", "message_id")
-    if isinstance(value, bool) or not isinstance(value, str | int):
+    try:
+        return identifier(event, "messageId", "message_id")
+    except InvalidEvent:
         return None
-    text = str(value)
-    return text if len(text) <= MAX_KEY_LENGTH else None
 
 
 def looks_like_segment(event: dict[str, Any]) -> bool:
@@ -115,11 +117,10 @@ def _segment_draft(event: dict[str, Any], received_at: datetime, digest: bytes) 
         if event.get(part) is not None and not isinstance(event[part], dict):
             raise InvalidEvent(f"`{part}` must be an object.")
     for camel, snake in (("groupId", "group_id"), ("previousId", "previous_id")):
-        if len(str(field(event, camel, snake) or "")) > MAX_KEY_LENGTH:
-            raise InvalidEvent(f"`{camel}` longer than {MAX_KEY_LENGTH} characters.")
+        _index_key(f"`{camel}`", str(field(event, camel, snake) or ""))
     name = _segment_name(event, kind)
-    if name is not None and len(name) > MAX_KEY_LENGTH:
-        raise InvalidEvent(f"Event name longer than {MAX_KEY_LENGTH} characters.")
+    if name is not None:
+        _index_key("Event name", name)
     return Draft(
         source="segment",
         event_type=kind,
