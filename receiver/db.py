@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import random
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib import resources
@@ -17,13 +19,26 @@ from sqlalchemy import exc
 from sqlmodel import Session
 
 from receiver.config import Settings
+from receiver.errors import StoreUnavailable
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 # Deadlocks and serialization failures are resolved by running the transaction again.
 RETRYABLE_SQLSTATES = {"40001", "40P01"}
-TRANSACTION_ATTEMPTS = 3
+TRANSACTION_ATTEMPTS = 5
+
+
+class StartOver(Exception):
+    """Raised by a transaction's work that lost a race it can only win by starting again
+    (identity/locks.py): run_transaction rolls back and runs the work again."""
+
+
+class StoreBusy(StoreUnavailable):
+    message = (
+        "The store is busy with this visitor's events; nothing in this request was stored. "
+        "Retry later."
+    )
 
 
 def _json_dumps(value: Any) -> str:
@@ -88,6 +103,11 @@ def run_transaction(engine: sa.Engine, work: Callable[[Session], T]) -> T:
             try:
                 with session.begin():
                     return work(session)
+            except StartOver as error:
+                if attempt == TRANSACTION_ATTEMPTS:
+                    raise StoreBusy() from error
+                log.info("transaction started over: %s", error.__class__.__name__)
+                time.sleep(random.uniform(0, 0.005 * attempt))
             except exc.DBAPIError as error:
                 # A pooled connection that died with a database restart is found out by its
                 # first statement (no ping before each request): the pool drops every such

@@ -5,31 +5,15 @@ from __future__ import annotations
 import logging
 import math
 from datetime import UTC, datetime
-from functools import partial
 from typing import Any
 
 from flask import Response, current_app, jsonify, request
 from flask_smorest import Blueprint
-from sqlmodel import Session
 
-from receiver.accounts import Sender, find_sender
 from receiver.config import current_settings
-from receiver.db import engine_of, run_on_driver, run_transaction
-from receiver.errors import BadRequest, OverLimit, PayloadTooLarge, ReceiverError, Unauthorized
-from receiver.identity.resolve import identity_policy
-from receiver.ingest import express
-from receiver.ingest.parse import parse_events
-from receiver.ingest.pipeline import (
-    NeedsExclusive,
-    Outcome,
-    OverBudget,
-    Prepared,
-    invalid_result,
-    prepare,
-    store_all,
-)
-from receiver.ingest.segment import InvalidEvent
-from receiver.ingest.signature import secret_presented
+from receiver.db import engine_of
+from receiver.errors import BadRequest, OverLimit
+from receiver.ingest.receive import receive as ingest
 from receiver.ingest.store import period_of
 
 log = logging.getLogger(__name__)
@@ -119,37 +103,11 @@ def tracking_call(call: str) -> str | None:
 
 
 def receive(api_key: str | None, default_type: str | None = None) -> Response:
-    raw = request.get_data()  # read already, by the app's body-size check
     now = datetime.now(UTC)
-    engine = engine_of(current_app)
-    policy = identity_policy(current_settings())
-    try:
-        prepared, problem = parse(raw, now, default_type), None
-    except ReceiverError as error:
-        # A bad body from an unknown sender is answered 401, as the general path does.
-        prepared, problem = None, error
-
-    def general(session: Session, exclusive: bool = False) -> Outcome:
-        sender = authenticate(session, api_key, raw)
-        if prepared is None:
-            raise problem or AssertionError("neither events nor a problem")
-        return store_all(session, sender, prepared, now, policy, exclusive)
-
-    def express_lane(connection: Any) -> Outcome:
-        assert prepared is not None
-        check = partial(check_secret, raw=raw)
-        return express.store_body(connection, api_key, check, prepared, now)
-
-    try:
-        try:
-            if prepared is not None and express.applies(engine.dialect.name, prepared):
-                outcome = run_on_driver(engine, express_lane)
-            else:
-                outcome = run_transaction(engine, general)
-        except NeedsExclusive:
-            outcome = run_transaction(engine, partial(general, exclusive=True))
-    except OverBudget as over:
-        outcome = run_transaction(engine, over.store_what_fits)
+    raw = request.get_data()  # read already, by the app's body-size check
+    outcome = ingest(
+        engine_of(current_app), current_settings(), api_key, raw, request.headers, now, default_type
+    )
     # The access log has a line per request already: this one is worth its cost (about 50 us,
     # a twentieth of a plain event's time in the worker) only when a body was not all stored.
     log.log(
@@ -168,36 +126,6 @@ def receive(api_key: str | None, default_type: str | None = None) -> Response:
             **outcome.body(),
         )
     return jsonify(outcome.body())
-
-
-def authenticate(session: Session, api_key: str | None, raw: bytes) -> Sender:
-    sender = find_sender(session, api_key) if api_key else None
-    if sender is None:
-        raise Unauthorized()
-    check_secret(sender.secret, raw)
-    return sender
-
-
-def check_secret(secret: str | None, raw: bytes) -> None:
-    if secret is not None and not secret_presented(secret, request.headers, raw):
-        raise Unauthorized(
-            "This API key needs its secret: send X-Api-Secret, or an "
-            "X-Signature HMAC-SHA1 of the body keyed with the secret."
-        )
-
-
-def parse(raw: bytes, now: datetime, default_type: str | None) -> Prepared:
-    events, _ = parse_events(raw)
-    settings = current_settings()
-    if len(events) > settings.max_batch_events:
-        raise PayloadTooLarge(
-            f"More than {settings.max_batch_events} events in one body: send smaller batches."
-        )
-    prepared = prepare(events, now, settings.max_event_bytes, default_type)
-    if not prepared.drafts:
-        results = [invalid_result(i) for i in prepared.items if isinstance(i, InvalidEvent)]
-        raise BadRequest(f"No valid event in this body: {results[0]['message']}", results=results)
-    return prepared
 
 
 def seconds_to_next_period(now: datetime) -> int:

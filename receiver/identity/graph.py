@@ -16,7 +16,7 @@ from sqlmodel import Session
 
 from receiver.identity.identifiers import usable
 from receiver.ingest.segment import Draft
-from receiver.models import clusters_table, identities_table, signals_table
+from receiver.models import clusters_table, identities_table, leads_table, signals_table
 
 ANONYMOUS = "anonymous_id"
 USER = "user_id"
@@ -95,6 +95,51 @@ def _lookup_statement() -> sa.Select:
 _LOOKUP = _lookup_statement()
 
 
+def reach(
+    session: Session, account_id: int, keys: Iterable[Key], emails: Iterable[str]
+) -> tuple[set[Key], set[int]]:
+    """Every identifier of the clusters the keys belong to, and the leads of those clusters
+    and of the emails: what linking the keys and emails may change (locks.py)."""
+    by_kind: dict[str, list[str]] = {ANONYMOUS: [], USER: []}
+    for kind, value in keys:
+        by_kind[kind].append(value)
+    params = {
+        "account_id": account_id,
+        "anonymous": sorted(by_kind[ANONYMOUS]),
+        "users": sorted(by_kind[USER]),
+        "emails": sorted(emails),
+    }
+    connection = session.connection()
+    members: set[Key] = set()
+    lead_ids: set[int] = set()
+    if params["anonymous"] or params["users"]:
+        for row in connection.execute(_REACH, params):
+            members.add((row.kind, row.value))
+            if row.lead_id is not None:
+                lead_ids.add(row.lead_id)
+    if params["emails"]:
+        lead_ids.update(connection.execute(_LEADS_OF_EMAILS, params).scalars())
+    return members, lead_ids
+
+
+def _reach_statement() -> sa.Select:
+    i, c = identities_table.c, clusters_table.c
+    mine = _lookup_statement().with_only_columns(i.cluster_id).subquery()
+    return (
+        sa.select(i.kind, i.value, c.lead_id)
+        .join(clusters_table, sa.and_(c.account_id == i.account_id, c.id == i.cluster_id))
+        .where(i.account_id == sa.bindparam("account_id"), i.cluster_id.in_(sa.select(mine)))
+    )
+
+
+def _leads_of_emails() -> sa.Select:
+    c = leads_table.c
+    return sa.select(c.id).where(
+        c.account_id == sa.bindparam("account_id"),
+        c.email.in_(sa.bindparam("emails", expanding=True)),
+    )
+
+
 def lead_of(keys: Sequence[Key], known: dict[Key, Known]) -> int | None:
     """The lead of the first identifier (userId before anonymousId) that has one."""
     for key in keys:
@@ -156,6 +201,10 @@ def _target_cluster(
         if key in known:
             return known[key].cluster_id
     return _new_cluster(session, account_id, None, now)
+
+
+_REACH = _reach_statement()
+_LEADS_OF_EMAILS = _leads_of_emails()
 
 
 def cluster_of_lead(session: Session, account_id: int, lead_id: int, now: datetime) -> int:

@@ -9,7 +9,6 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from receiver.identity.enrichment import lead_fields, merge_traits
 from receiver.ingest.store import upsert
 from receiver.models import companies_table, leads_table, signals_table
 from receiver.rules.queue import GroupKey, group_key
@@ -40,39 +39,43 @@ def lead_for_email(
     ).scalar_one()
 
 
-def enrich(
-    session: Session, account_id: int, lead_id: int, traits: dict[str, Any], at: datetime
-) -> None:
-    """Merge traits into the lead, each kept only if no newer identify set it already."""
+def traits_of_lead(session: Session, account_id: int, lead_id: int) -> sa.Row:
     c = leads_table.c
-    where = (c.account_id == account_id, c.id == lead_id)
-    row = session.execute(
-        sa.select(c.traits, c.trait_times, c.company).where(*where).with_for_update()
+    return session.execute(
+        sa.select(c.traits, c.trait_times, c.company).where(
+            c.account_id == account_id, c.id == lead_id
+        )
     ).one()
-    merged, times = merge_traits(row.traits, row.trait_times, traits, at)
-    fields = lead_fields(merged)
-    if fields["company"] is None:
-        fields["company"] = row.company  # from a group call, kept until traits name one
-    session.execute(
-        sa.update(leads_table).where(*where).values(traits=merged, trait_times=times, **fields)
-    )
 
 
-def touch(session: Session, account_id: int, spans: dict[int, tuple[datetime, datetime]]) -> None:
-    """Widen each lead's first and last seen to the event times of its new signals. In lead id
-    order, so that two transactions never wait on each other's leads."""
+def write(
+    session: Session,
+    account_id: int,
+    lead_id: int,
+    fields: dict[str, Any],
+    span: tuple[datetime, datetime] | None,
+    group: tuple[str, str | None] | None,
+) -> None:
+    """One lead's deferred changes (deferred.py): merged traits and the fields they give,
+    first and last seen widened to span, and the company of a group call, which fills the
+    lead's company only while its traits name none."""
     c = leads_table.c
-    for lead_id in sorted(spans):
-        earliest, latest = spans[lead_id]
+    values: dict[str, Any] = dict(fields)
+    if span is not None:
+        earliest, latest = span
+        values["first_seen_at"] = sa.case(
+            (c.first_seen_at > earliest, earliest), else_=c.first_seen_at
+        )
+        values["last_seen_at"] = sa.case((c.last_seen_at < latest, latest), else_=c.last_seen_at)
+    if group is not None:
+        group_id, name = group
+        values["group_id"] = group_id
+        values["company"] = sa.func.coalesce(values.get("company"), c.company, name)
+    if values:
         session.execute(
             sa.update(leads_table)
             .where(c.account_id == account_id, c.id == lead_id)
-            .values(
-                first_seen_at=sa.case(
-                    (c.first_seen_at > earliest, earliest), else_=c.first_seen_at
-                ),
-                last_seen_at=sa.case((c.last_seen_at < latest, latest), else_=c.last_seen_at),
-            )
+            .values(**values)
         )
 
 
@@ -93,9 +96,9 @@ def record_company(
     account_id: int,
     group_id: str,
     traits: dict[str, Any],
-    lead_id: int | None,
     now: datetime,
-) -> None:
+) -> str | None:
+    """Upsert the group's company; returns its name, for the lead (deferred.py)."""
     name = traits.get("name") if isinstance(traits.get("name"), str) else None
     c = companies_table.c
     session.execute(
@@ -106,13 +109,7 @@ def record_company(
             set_={"name": name, "traits": traits, "updated_at": now},
         )
     )
-    if lead_id is not None:
-        lead = leads_table.c
-        session.execute(
-            sa.update(leads_table)
-            .where(lead.account_id == account_id, lead.id == lead_id)
-            .values(group_id=group_id, company=sa.func.coalesce(lead.company, name))
-        )
+    return name
 
 
 def forget(

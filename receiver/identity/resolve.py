@@ -11,11 +11,11 @@ from typing import Any
 from sqlmodel import Session
 
 from receiver.config import Settings
-from receiver.identity import graph, leads
+from receiver.identity import graph, leads, locks
+from receiver.identity.deferred import Deferred
 from receiver.identity.identifiers import normalise_email, traits_of, usable
 from receiver.ingest import store
 from receiver.ingest.segment import Draft
-from receiver.rules import queue
 
 IDENTITY_TYPES = frozenset({"identify", "alias", "group", "delete"})
 LEAD_TRAITS = frozenset({"email", "name", "first_name", "last_name", "company", "title"})
@@ -29,6 +29,7 @@ class Applied:
     cold: set[bytes] = field(default_factory=set)
     deleted: set[bytes] = field(default_factory=set)
     blocked: list[graph.Key] = field(default_factory=list)
+    deferred: Deferred = field(default_factory=Deferred)
 
 
 @dataclass(frozen=True)
@@ -62,8 +63,6 @@ def store_run(
     known = graph.lookup(session, account_id, (k for d in drafts for k in graph.keys_of(d)))
     placements = [place(draft, known) for draft in drafts]
     inserted = store.insert_signals(session, account_id, drafts, placements, now)
-    spans: dict[int, tuple[datetime, datetime]] = {}
-    unmapped = []
     for draft, placement in zip(drafts, placements, strict=True):
         if draft.content_hash not in inserted or draft.content_hash in applied.inserted:
             continue  # a duplicate, or the second copy of one event in this body
@@ -71,11 +70,9 @@ def store_run(
         if placement.is_cold:
             applied.cold.add(draft.content_hash)
         if placement.lead_id is not None:
-            spans[placement.lead_id] = _widen(spans.get(placement.lead_id), draft.occurred_at)
+            applied.deferred.widen(placement.lead_id, draft.occurred_at, draft.occurred_at)
         if draft.match is None:
-            unmapped.append(draft)
-    leads.touch(session, account_id, spans)
-    queue.record(session, account_id, unmapped, now)
+            applied.deferred.queued.append(draft)
 
 
 def place(draft: Draft, known: dict[graph.Key, graph.Known]) -> store.Placement:
@@ -84,15 +81,11 @@ def place(draft: Draft, known: dict[graph.Key, graph.Known]) -> store.Placement:
     return store.Placement(lead_id=lead_id, is_cold=lead_id is None and bool(keys))
 
 
-def _widen(span: tuple[datetime, datetime] | None, at: datetime) -> tuple[datetime, datetime]:
-    return (at, at) if span is None else (min(span[0], at), max(span[1], at))
-
-
 def apply_identity_event(
     session: Session, account_id: int, draft: Draft, now: datetime, policy: Policy, applied: Applied
 ) -> None:
     if draft.event_type == "delete" and draft.source == "segment":
-        forget_person(session, account_id, draft)
+        forget_person(session, account_id, draft, applied.deferred)
         applied.deleted.add(draft.content_hash)
         return
     if draft.content_hash in applied.inserted:
@@ -102,13 +95,11 @@ def apply_identity_event(
         return  # a redelivery: its effects were applied with the first delivery
     cause_id = applied.inserted[draft.content_hash]
     if draft.event_type == "group" and draft.source == "segment":
-        _record_group(session, account_id, draft, now)
+        _record_group(session, account_id, draft, now, applied.deferred)
     keys = graph.keys_of(draft)
     if draft.event_type == "alias" and draft.source == "segment":
         keys += _previous_id_keys(draft)
-    traits = traits_of(draft.payload) if draft.event_type == "identify" else {}
-    if draft.match is not None:
-        traits = {**traits, **lead_traits(draft.match.fields)}
+    traits = _traits(draft)
     if draft.event_type == "group" and not traits:
         return  # a group call links nobody; its company is recorded above
     resolve(session, account_id, draft, keys, traits, cause_id, now, policy, applied)
@@ -140,7 +131,7 @@ def resolve(
     if linked.lead_id is None:
         return
     if traits:
-        leads.enrich(session, account_id, linked.lead_id, traits, draft.occurred_at)
+        applied.deferred.enrich(session, account_id, linked.lead_id, traits, draft.occurred_at)
     graph.rehydrate(
         session,
         account_id,
@@ -154,7 +145,7 @@ def resolve(
     applied.cold.discard(draft.content_hash)
     span = leads.span_of_lead(session, account_id, linked.lead_id)
     if span is not None:
-        leads.touch(session, account_id, {linked.lead_id: span})
+        applied.deferred.widen(linked.lead_id, *span)
 
 
 def _previous_id_keys(draft: Draft) -> list[graph.Key]:
@@ -166,17 +157,28 @@ def _previous_id_keys(draft: Draft) -> list[graph.Key]:
     return [(graph.USER, str(previous)), (graph.ANONYMOUS, str(previous))]
 
 
-def _record_group(session: Session, account_id: int, draft: Draft, now: datetime) -> None:
-    group_id = draft.payload.get("groupId", draft.payload.get("group_id"))
-    if not isinstance(group_id, str | int) or usable(str(group_id)) is None:
+def _record_group(
+    session: Session, account_id: int, draft: Draft, now: datetime, deferred: Deferred
+) -> None:
+    group_id = _group_id(draft)
+    if group_id is None:
         return
     traits = draft.payload.get("traits") or {}
+    name = leads.record_company(session, account_id, group_id, traits, now)
     keys = graph.keys_of(draft)
     lead_id = graph.lead_of(keys, graph.lookup(session, account_id, keys))
-    leads.record_company(session, account_id, str(group_id), traits, lead_id, now)
+    if lead_id is not None:
+        deferred.record_group(lead_id, group_id, name)
 
 
-def forget_person(session: Session, account_id: int, draft: Draft) -> None:
+def _group_id(draft: Draft) -> str | None:
+    group_id = draft.payload.get("groupId", draft.payload.get("group_id"))
+    if not isinstance(group_id, str | int):
+        return None
+    return usable(str(group_id))
+
+
+def forget_person(session: Session, account_id: int, draft: Draft, deferred: Deferred) -> None:
     """Segment's user-deletion request: the lead of that userId, its identities, its signals
     and the cold signals of its identifiers are deleted."""
     user_id = usable(draft.user_id)
@@ -191,6 +193,57 @@ def forget_person(session: Session, account_id: int, draft: Draft) -> None:
     users = [value for kind, value in keys if kind == graph.USER]
     anonymous = [value for kind, value in keys if kind == graph.ANONYMOUS]
     deleted = leads.forget(session, account_id, lead_id, users, anonymous)
-    queue.forget(session, account_id, deleted)
+    deferred.dequeued.update(deleted)
+    if lead_id is not None:
+        deferred.deleted_leads.add(lead_id)
     if known is not None:
         graph.forget_cluster(session, account_id, known.cluster_id)
+
+
+def lock_identities(session: Session, account_id: int, drafts: Sequence[Draft]) -> None:
+    """Take the identity locks a body's drafts need (locks.py, orders 2 and 3): shared on the
+    identifiers plain events are placed by; exclusive on everything identity events may
+    change: their identifiers, emails and leads, and every identifier of their clusters."""
+    changing = [d for d in drafts if changes_identity(d)]
+    shared = {
+        locks.identity_key(account_id, kind, value)
+        for d in drafts
+        if not changes_identity(d)
+        for kind, value in graph.keys_of(d)
+    }
+    if not changing:
+        locks.lock_identities(session, (), shared)
+        return
+    # Read before locking, to take most of the closure in key order; read again under the
+    # locks, since a cluster may have grown in between.
+    wanted = _reach(session, account_id, changing)
+    locks.lock_identities(session, wanted, shared - wanted)
+    locks.lock_closure(session, _reach(session, account_id, changing), set(wanted))
+
+
+def _reach(session: Session, account_id: int, drafts: Sequence[Draft]) -> set[int]:
+    """The lock keys of everything the identity events may change, as the graph stands."""
+    keys: set[graph.Key] = set()
+    emails: set[str] = set()
+    for draft in drafts:
+        keys.update(graph.keys_of(draft))
+        if draft.event_type == "alias" and draft.source == "segment":
+            keys.update(_previous_id_keys(draft))
+        email = normalise_email(_traits(draft).get("email"))
+        if email is not None:
+            emails.add(email)
+    members, lead_ids = graph.reach(session, account_id, keys, emails)
+    return {
+        *(locks.identity_key(account_id, kind, value) for kind, value in keys | members),
+        *(locks.identity_key(account_id, locks.EMAIL, email) for email in emails),
+        *(locks.identity_key(account_id, locks.LEAD, lead_id) for lead_id in lead_ids),
+    }
+
+
+def _traits(draft: Draft) -> dict[str, Any]:
+    """What an identity event tells of its lead: an identify's traits, and the lead fields a
+    mapping rule extracted."""
+    traits = traits_of(draft.payload) if draft.event_type == "identify" else {}
+    if draft.match is not None:
+        traits = {**traits, **lead_traits(draft.match.fields)}
+    return traits

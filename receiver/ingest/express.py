@@ -35,16 +35,18 @@ from sqlalchemy.dialects.postgresql import psycopg as postgresql_psycopg
 from receiver.credentials import API_KEY_KIND, Credential, parse_credential
 from receiver.errors import Unauthorized
 from receiver.identity import resolve
+from receiver.identity.graph import keys_of
 from receiver.identity.identifiers import usable
-from receiver.identity.locks import LOCK_NAMESPACE
+from receiver.identity.locks import LOCK_NAMESPACE, identity_key
 from receiver.identity.resolve import Applied
 from receiver.ingest import store
-from receiver.ingest.pipeline import NeedsExclusive, Outcome, Prepared, mapped, outcome_of
+from receiver.ingest.pipeline import Outcome, Prepared, mapped, outcome_of
 from receiver.ingest.segment import Draft
 from receiver.rules import engine
 
 # Raised by receiver_store_plain when the new signals do not all fit in the month's limit.
 OVER_LIMIT_SQLSTATE = "RL429"
+OVER_LIMIT = "over the month's limit"
 # A key whose rules change under every attempt goes to the general path, which waits.
 ATTEMPTS = 3
 
@@ -68,9 +70,12 @@ def store_body(
     check_secret: Callable[[str | None], None],
     prepared: Prepared,
     now: datetime,
-) -> Outcome:
-    """Store the body, each statement in a transaction of its own (the connection is in
-    autocommit). check_secret raises when the request does not carry the key's secret."""
+) -> Outcome | None:
+    """Store the body in one statement, a transaction of its own (the connection is in
+    autocommit). check_secret raises when the request does not carry the key's secret.
+    None, with nothing stored, when the body is not one for this lane after all (its rules
+    give it identity effects, it is over the month's limit, or its rules keep changing): the
+    general path then stores it from scratch."""
     key = parse_credential(api_key, API_KEY_KIND) if api_key else None
     if key is None:
         raise Unauthorized()
@@ -84,20 +89,16 @@ def store_body(
         if state is None:
             state = _read_state(connection, key)
             check_secret(state.secret)
-        reply = _store(connection, key, state, _mapped(state.rules, prepared.drafts), now)
-        if reply is not None:
+        drafts = mapped(state.rules, prepared.drafts) if state.rules else prepared.drafts
+        if any(resolve.changes_identity(d) for d in drafts):
+            return None
+        reply = _store(connection, key, state, drafts, now)
+        if isinstance(reply, Applied):
             return outcome_of(prepared, reply, accepted=len(prepared.drafts))
+        if reply == OVER_LIMIT:
+            return None
         state = None
-    raise NeedsExclusive()
-
-
-def _mapped(rules: Sequence[engine.CompiledRule], drafts: list[Draft]) -> list[Draft]:
-    if not rules:
-        return drafts
-    drafts = mapped(rules, drafts)
-    if any(resolve.changes_identity(d) for d in drafts):
-        raise NeedsExclusive()
-    return drafts
+    return None
 
 
 def _store(
@@ -106,8 +107,9 @@ def _store(
     state: KeyState,
     drafts: list[Draft],
     now: datetime,
-) -> Applied | None:
-    """What was stored, or None when the key's secret or rules were not as assumed."""
+) -> Applied | str | None:
+    """What was stored; None when the key's secret or rules were not as assumed; OVER_LIMIT
+    when the new signals do not all fit in the month's limit (nothing stored)."""
     period_start, _ = store.period_of(now)
     try:
         row = connection.execute(
@@ -119,6 +121,11 @@ def _store(
                 "rules_version": state.rules_version,
                 "namespace": LOCK_NAMESPACE,
                 "lock_key": key.account_id % 2**31,
+                "identity_keys": [
+                    identity_key(key.account_id, kind, value)
+                    for d in drafts
+                    for kind, value in keys_of(d)
+                ],
                 "rows": _rows(drafts),
                 "now": now,
                 "period_start": period_start,
@@ -126,7 +133,7 @@ def _store(
         ).fetchone()
     except psycopg.Error as error:
         if error.sqlstate == OVER_LIMIT_SQLSTATE:
-            raise NeedsExclusive() from error  # the general path stores what fits
+            return OVER_LIMIT
         raise
     assert row is not None
     outcome, hashes, ids, cold = row
@@ -219,6 +226,7 @@ _KEY_AND_RULES = f"""
 _STORE_PLAIN = """
     SELECT outcome, content_hashes, signal_ids, cold
     FROM receiver_store_plain(%(account_id)s, %(key_hash)s, %(secret)s, %(rules_version)s,
-                              %(namespace)s, %(lock_key)s, %(rows)s::jsonb, %(now)s,
+                              %(namespace)s, %(lock_key)s, %(identity_keys)s::bigint[],
+                              %(rows)s::jsonb, %(now)s,
                               %(period_start)s)
 """

@@ -16,7 +16,7 @@ from sqlmodel import Session
 
 from receiver.accounts import Sender
 from receiver.identity import resolve
-from receiver.identity.locks import EXCLUSIVE, SHARED, lock_account
+from receiver.identity.locks import SHARED, lock_account
 from receiver.identity.resolve import Applied, Policy
 from receiver.ingest import store
 from receiver.ingest.segment import Draft, InvalidEvent, readable_message_id, to_draft
@@ -54,30 +54,6 @@ class Outcome:
         }
 
 
-class OverBudget(Exception):
-    """The new signals of a body do not all fit in the month's limit."""
-
-    def __init__(
-        self,
-        sender: Sender,
-        prepared: Prepared,
-        new_hashes: list[bytes],
-        now: datetime,
-        policy: Policy,
-    ) -> None:
-        super().__init__("over the month's limit")
-        self.sender = sender
-        self.prepared = prepared
-        self.new_hashes = new_hashes
-        self.now = now
-        self.policy = policy
-
-    def store_what_fits(self, session: Session) -> Outcome:
-        return store_within_budget(
-            session, self.sender, self.prepared, self.now, self.new_hashes, self.policy
-        )
-
-
 def prepare(
     events: Sequence[Any],
     received_at: datetime,
@@ -94,69 +70,61 @@ def prepare(
     return Prepared(items)
 
 
-def store_all(
+def store_body(
     session: Session,
     sender: Sender,
     prepared: Prepared,
     now: datetime,
     policy: Policy = DEFAULT_POLICY,
-    exclusive: bool = False,
 ) -> Outcome:
-    """Store every new signal, or raise OverBudget if they do not fit in the month's limit."""
-    drafts = map_and_lock(session, sender.account_id, prepared.drafts, exclusive)
-    applied = _apply(session, sender.account_id, drafts, now, policy)
+    """Store every new signal of the body that fits in the month's limit, with its identity
+    effects. A body that does not all fit is settled here too: its work is undone to a
+    savepoint and redone for the events up to the last new one that fits, with the counter
+    locked, so what is left of the limit cannot shrink meanwhile."""
+    account_id = sender.account_id
+    drafts = map_and_lock(session, account_id, prepared.drafts)
     period_start, _ = store.period_of(now)
-    if not store.claim_usage(
-        session, sender.account_id, period_start, len(applied.inserted), sender.signal_limit
-    ):
-        new_hashes = [d.content_hash for d in drafts if d.content_hash in applied.inserted]
-        raise OverBudget(sender, prepared, new_hashes, now, policy)
-    return outcome_of(prepared, applied, accepted=len(drafts))
-
-
-def store_within_budget(
-    session: Session,
-    sender: Sender,
-    prepared: Prepared,
-    now: datetime,
-    new_hashes: Sequence[bytes],
-    policy: Policy = DEFAULT_POLICY,
-) -> Outcome:
-    """Store the events of a body up to the last new one that still fits in the limit.
-    The counter stays locked until commit, so what is left cannot shrink meanwhile."""
-    drafts = map_and_lock(session, sender.account_id, prepared.drafts, exclusive=True)
-    period_start, _ = store.period_of(now)
-    remaining = store.lock_remaining_usage(
-        session, sender.account_id, period_start, sender.signal_limit
-    )
-    fitting = set(new_hashes[:remaining])
+    attempt = session.begin_nested()
+    applied = _apply(session, account_id, drafts, now, policy)
     accepted = len(drafts)
-    for position, draft in enumerate(drafts):
-        if draft.content_hash in new_hashes and draft.content_hash not in fitting:
-            accepted = position
-            break
-    applied = _apply(session, sender.account_id, drafts[:accepted], now, policy)
-    if not store.claim_usage(
-        session, sender.account_id, period_start, len(applied.inserted), sender.signal_limit
+    if store.claim_usage(
+        session, account_id, period_start, len(applied.inserted), sender.signal_limit
     ):
-        raise AssertionError("a locked counter refused what it had left")
+        attempt.commit()
+    else:
+        attempt.rollback()
+        new_hashes = [d.content_hash for d in drafts if d.content_hash in applied.inserted]
+        remaining = store.lock_remaining_usage(
+            session, account_id, period_start, sender.signal_limit
+        )
+        accepted = _fitting(drafts, new_hashes, remaining)
+        applied = _apply(session, account_id, drafts[:accepted], now, policy)
+        if not store.claim_usage(
+            session, account_id, period_start, len(applied.inserted), sender.signal_limit
+        ):
+            raise AssertionError("a locked counter refused what it had left")
+    applied.deferred.flush(session, account_id, now)
     return outcome_of(prepared, applied, accepted)
 
 
-def map_and_lock(
-    session: Session, account_id: int, drafts: list[Draft], exclusive: bool
-) -> list[Draft]:
-    """Take the account's identity lock, then map the drafts with the account's rules as
-    they stand under that lock (a rule change waits for the lock, so no event is matched
-    against rules older than a finished backfill). Raises NeedsExclusive when the rules
-    give identity effects that the shared lock does not cover."""
-    exclusive = exclusive or any(resolve.changes_identity(d) for d in drafts)
-    lock_account(session, account_id, EXCLUSIVE if exclusive else SHARED)
+def _fitting(drafts: Sequence[Draft], new_hashes: Sequence[bytes], remaining: int) -> int:
+    """How many drafts, from the first, fit when only `remaining` new signals may be stored."""
+    fitting = set(new_hashes[:remaining])
+    for position, draft in enumerate(drafts):
+        if draft.content_hash in new_hashes and draft.content_hash not in fitting:
+            return position
+    return len(drafts)
+
+
+def map_and_lock(session: Session, account_id: int, drafts: list[Draft]) -> list[Draft]:
+    """Take the account's rules lock shared and map the drafts with the rules as they stand
+    under it (a rule change takes it exclusive, so no event is matched against rules older
+    than a finished backfill); then take the identity locks the mapped drafts need."""
+    lock_account(session, account_id, SHARED)
     rules = engine.active_rules(session, account_id, rules_version(session, account_id))
     if rules:
         drafts = mapped(rules, drafts)
-        if not exclusive and any(resolve.changes_identity(d) for d in drafts):
-            raise NeedsExclusive()
+    resolve.lock_identities(session, account_id, drafts)
     return drafts
 
 
@@ -166,10 +134,6 @@ def mapped(rules: Sequence[engine.CompiledRule], drafts: list[Draft]) -> list[Dr
         replace(d, match=engine.first_match(rules, d.source, d.event_type, d.event_name, d.payload))
         for d in drafts
     ]
-
-
-class NeedsExclusive(Exception):
-    """Run the transaction again, with the account's identity lock taken exclusive."""
 
 
 def rules_version(session: Session, account_id: int) -> int:

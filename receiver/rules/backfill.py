@@ -19,7 +19,8 @@ from sqlmodel import Session
 
 from receiver.db import run_transaction
 from receiver.identity import graph
-from receiver.identity.locks import EXCLUSIVE, lock_account
+from receiver.identity.locks import SHARED, lock_account
+from receiver.identity import resolve as resolution
 from receiver.identity.resolve import Applied, Policy, lead_traits, resolve
 from receiver.ingest.segment import Draft
 from receiver.ingest.store import mapping_columns
@@ -99,9 +100,9 @@ def map_chunk(
 ) -> bool:
     """Map one chunk; True when the backfill is finished (or the rule is gone)."""
     r, s = rules_table.c, signals_table.c
-    # The account lock first, as rule changes take it: the same order, so no deadlock. Taken
-    # exclusive, a chunk's identity effects are safe, and it is held for one chunk only.
-    lock_account(session, account_id, EXCLUSIVE)
+    # The lock order of identity/locks.py: the rules lock first (shared: a rule change waits
+    # for the chunk), then, in _map_rows, the identity locks of what the chunk maps.
+    lock_account(session, account_id, SHARED)
     rule = (
         session.execute(
             sa.select(rules_table)
@@ -179,6 +180,7 @@ def _map_rows(
             )
     if not drafts:
         return 0
+    resolution.lock_identities(session, account_id, [draft for _, draft in drafts])
     session.execute(
         sa.update(signals_table)
         .where(s.account_id == account_id, s.id == sa.bindparam("signal_id"), s.rule_id.is_(None))
@@ -191,10 +193,9 @@ def _map_rows(
             for signal_id, draft in drafts
         ],
     )
-    queue.forget(
-        session,
-        account_id,
-        [queue.group_key(d.source, d.event_type, d.event_name) for _, d in drafts],
+    applied = Applied()
+    applied.deferred.dequeued.update(
+        queue.group_key(d.source, d.event_type, d.event_name) for _, d in drafts
     )
     for signal_id, draft in drafts:
         traits = lead_traits(draft.match.fields) if draft.match else {}
@@ -208,6 +209,7 @@ def _map_rows(
                 signal_id,
                 now,
                 policy,
-                Applied(),
+                applied,
             )
+    applied.deferred.flush(session, account_id, now)
     return len(drafts)

@@ -15,6 +15,7 @@ CREATE FUNCTION receiver_store_plain(
     p_rules_version bigint,
     p_lock_namespace integer,
     p_lock_key integer,
+    p_identity_keys bigint[],
     p_rows jsonb,
     p_now timestamptz,
     p_period_start date,
@@ -44,8 +45,12 @@ BEGIN
         outcome := 'unauthorized';
         RETURN;
     END IF;
+    -- The lock order of identity/locks.py: the account's rules lock, then the identity locks
+    -- of the identifiers the events are placed by, shared, in key order.
     PERFORM pg_advisory_xact_lock_shared(p_lock_namespace, p_lock_key);
-    -- Read under the lock: a rule change takes it exclusive (rules/service.py).
+    PERFORM count(pg_advisory_xact_lock_shared(k.key)::text)
+    FROM (SELECT DISTINCT u.key FROM unnest(p_identity_keys) AS u(key) ORDER BY u.key) AS k;
+    -- Read under the rules lock: a rule change takes it exclusive (rules/service.py).
     SELECT a.rules_version, a.signal_limit INTO v_rules_version, v_limit
     FROM accounts AS a WHERE a.id = p_account_id;
     IF v_secret IS DISTINCT FROM p_secret OR v_rules_version <> p_rules_version THEN

@@ -252,6 +252,47 @@ def test_backfill_maps_thousands_of_queued_signals_with_identity_effects(client,
     assert cold == 0
 
 
+def test_a_backfill_keeps_the_provenance_of_signals_already_on_their_lead(client, account, engine):
+    """A track moved onto its lead by an identify keeps that identify as what linked it, and
+    a group call on the lead keeps none, when a rule with lead fields maps them later."""
+    send(client, account, form(anonymousId="prov-1"))
+    linked = send(client, account, identify("ada@example.com", anonymousId="prov-1"))
+    send(
+        client,
+        account,
+        {
+            "type": "group",
+            "groupId": "g-1",
+            "anonymousId": "prov-1",
+            "traits": {"name": "Analytical Engines Ltd"},
+            "messageId": "prov-group",
+        },
+    )
+
+    def provenance():
+        with engine.connect() as connection:
+            return dict(
+                connection.execute(
+                    sa.text(
+                        "SELECT event_type, linked_by_signal_id FROM signals "
+                        "WHERE account_id = :a AND event_type IN ('track', 'group')"
+                    ),
+                    {"a": account.account_id},
+                ).all()
+            )
+
+    before = provenance()
+    assert before["track"] is not None and before["group"] is None
+    assert linked["results"][0]["status"] == "stored"
+    for rule in (
+        DEMO_RULE,
+        {"name": "Groups", "event_type": "group", "fields": {"company": "traits.name"}},
+    ):
+        created = client.post("/admin/rules", json=rule, headers=auth(account)).json
+        wait_for_backfill(client, account, created["id"])
+    assert provenance() == before
+
+
 def test_preview_reports_match_extraction_and_queue_effect_storing_nothing(client, account):
     send(
         client,

@@ -1,0 +1,92 @@
+"""One request's body, from raw bytes to an Outcome: parsed, authenticated and stored by the
+lane that fits it, each attempt in a transaction of its own that settles the whole body.
+
+Plain bodies on Postgres take the express lane (express.py); everything else, and a body the
+lane hands back (rules that give identity effects, over the month's limit), takes the general
+path (pipeline.py) from scratch. Nothing but the parsed body passes from one to the other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from functools import partial
+
+import sqlalchemy as sa
+from sqlmodel import Session
+from werkzeug.datastructures import Headers
+
+from receiver.accounts import Sender, find_sender
+from receiver.config import Settings
+from receiver.db import run_on_driver, run_transaction
+from receiver.errors import BadRequest, PayloadTooLarge, ReceiverError, Unauthorized
+from receiver.identity.resolve import identity_policy
+from receiver.ingest import express
+from receiver.ingest.parse import parse_events
+from receiver.ingest.pipeline import Outcome, Prepared, invalid_result, prepare, store_body
+from receiver.ingest.segment import InvalidEvent
+from receiver.ingest.signature import secret_presented
+
+MISSING_SECRET = (
+    "This API key needs its secret: send X-Api-Secret, or an "
+    "X-Signature HMAC-SHA1 of the body keyed with the secret."
+)
+
+
+def receive(
+    engine: sa.Engine,
+    settings: Settings,
+    api_key: str | None,
+    raw: bytes,
+    headers: Headers | Mapping[str, str],
+    now: datetime,
+    default_type: str | None = None,
+) -> Outcome:
+    """Store the body's events; raises a ReceiverError for what the sender must be told."""
+    check_secret = partial(_check_secret, headers=headers, raw=raw)
+    try:
+        prepared = parse(raw, now, settings, default_type)
+    except ReceiverError as problem:
+        # A bad body from an unknown sender is answered 401: the key is checked first.
+        run_transaction(engine, lambda session: _authenticate(session, api_key, check_secret))
+        raise problem from None
+    if express.applies(engine.dialect.name, prepared):
+        lane = partial(express.store_body, api_key=api_key, check_secret=check_secret)
+        outcome = run_on_driver(engine, lambda c: lane(c, prepared=prepared, now=now))
+        if outcome is not None:
+            return outcome
+    policy = identity_policy(settings)
+
+    def general(session: Session) -> Outcome:
+        sender = _authenticate(session, api_key, check_secret)
+        return store_body(session, sender, prepared, now, policy)
+
+    return run_transaction(engine, general)
+
+
+def parse(raw: bytes, now: datetime, settings: Settings, default_type: str | None) -> Prepared:
+    events, _ = parse_events(raw)
+    if len(events) > settings.max_batch_events:
+        raise PayloadTooLarge(
+            f"More than {settings.max_batch_events} events in one body: send smaller batches."
+        )
+    prepared = prepare(events, now, settings.max_event_bytes, default_type)
+    if not prepared.drafts:
+        results = [invalid_result(i) for i in prepared.items if isinstance(i, InvalidEvent)]
+        raise BadRequest(f"No valid event in this body: {results[0]['message']}", results=results)
+    return prepared
+
+
+def _authenticate(
+    session: Session, api_key: str | None, check_secret: Callable[[str | None], None]
+) -> Sender:
+    sender = find_sender(session, api_key) if api_key else None
+    if sender is None:
+        raise Unauthorized()
+    check_secret(sender.secret)
+    return sender
+
+
+def _check_secret(secret: str | None, headers: Headers | Mapping[str, str], raw: bytes) -> None:
+    if secret is not None and not secret_presented(secret, headers, raw):
+        raise Unauthorized(MISSING_SECRET)
