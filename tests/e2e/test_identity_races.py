@@ -7,6 +7,7 @@ from collections import Counter
 
 import orjson
 import pytest
+import sqlalchemy as sa
 
 from tests.builders import identify, track
 from tests.e2e.conftest import create_account, http_request, query, send_all_at_once
@@ -99,3 +100,83 @@ def test_clusters_merging_from_both_sides_at_once_all_succeed(server):
         server.port, [http_request("POST", path, orjson.dumps(e)) for e in crossing]
     )
     assert Counter(status for status, _ in answers) == {200: 20}
+
+
+def _placements(database_url: str, account_id: int) -> list[sa.RowMapping]:
+    return query(
+        database_url,
+        "SELECT s.anonymous_id, s.user_id, s.event_type, s.is_cold, l.email FROM signals s "
+        "LEFT JOIN leads l ON l.account_id = s.account_id AND l.id = s.lead_id "
+        "WHERE s.account_id = :a",
+        a=account_id,
+    )
+
+
+def test_fifty_visitors_each_racing_their_own_identify_strand_nothing(server):
+    """Fifty visitors of one account, each with forty tracks (eight bodies of five) around
+    its own identify, all sent at once: visitors no longer wait for each other, and still
+    every track ends on its visitor's lead. Without the identity locks some are left cold."""
+    account = create_account(server.database_url, "--signal-limit", "1000000")
+    path = account["webhook_path"]
+    raws = []
+    for n in range(50):
+        visitor = f"fifty-{n}-{uuid.uuid4()}"
+        bodies = [
+            http_request("POST", path, orjson.dumps([track(anonymousId=visitor) for _ in range(5)]))
+            for _ in range(8)
+        ]
+        bodies.insert(
+            4,
+            http_request(
+                "POST", path, orjson.dumps(identify(f"{visitor}@example.com", anonymousId=visitor))
+            ),
+        )
+        raws += bodies
+    answers = send_all_at_once(server.port, raws)
+    assert Counter(status for status, _ in answers) == {200: len(raws)}
+    placed = _placements(server.database_url, account["account_id"])
+    assert len(placed) == 50 * 41
+    stranded = [row for row in placed if row["email"] != f"{row['anonymous_id']}@example.com"]
+    assert stranded == []
+
+
+def test_identifies_merging_clusters_from_all_sides_at_once_give_the_body_order_graph(server):
+    """For each of twenty people: A with userId U, U with anonymousId B, B with an email, and
+    tracks of A, U and B, all sent at once. No 5xx, and whatever the order they commit in, the
+    graph is the one these calls give in any order: A, U and B in one cluster on the email's
+    lead, and every signal on it."""
+    account = create_account(server.database_url, "--signal-limit", "1000000")
+    path = account["webhook_path"]
+    people = []
+    raws = []
+    for n in range(20):
+        a, u, b = (f"{part}-{n}-{uuid.uuid4()}" for part in ("A", "U", "B"))
+        email = f"person-{n}-{uuid.uuid4().hex[:8]}@example.com"
+        people.append((a, u, b, email))
+        for body in (
+            identify(None, anonymousId=a, userId=u),
+            identify(None, anonymousId=b, userId=u),
+            identify(email, anonymousId=b),
+            [track(anonymousId=a) for _ in range(3)],
+            [track(anonymousId=b) for _ in range(3)],
+            [track(anonymousId=f"other-{n}", userId=u) for _ in range(3)],
+        ):
+            raws.append(http_request("POST", path, orjson.dumps(body)))
+    answers = send_all_at_once(server.port, raws)
+    assert Counter(status for status, _ in answers) == {200: len(raws)}
+    graph = query(
+        server.database_url,
+        "SELECT i.kind, i.value, l.email FROM identities i "
+        "JOIN identity_clusters c ON c.account_id = i.account_id AND c.id = i.cluster_id "
+        "LEFT JOIN leads l ON l.account_id = c.account_id AND l.id = c.lead_id "
+        "WHERE i.account_id = :a",
+        a=account["account_id"],
+    )
+    lead_of = {(row["kind"], row["value"]): row["email"] for row in graph}
+    for a, u, b, email in people:
+        assert lead_of[("anonymous_id", a)] == email
+        assert lead_of[("user_id", u)] == email
+        assert lead_of[("anonymous_id", b)] == email
+    placed = _placements(server.database_url, account["account_id"])
+    assert len(placed) == 20 * 12
+    assert [row for row in placed if row["is_cold"] or row["email"] is None] == []
