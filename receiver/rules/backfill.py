@@ -19,8 +19,8 @@ from sqlmodel import Session
 
 from receiver.db import run_transaction
 from receiver.identity import graph
-from receiver.identity.locks import SHARED, lock_account
 from receiver.identity import resolve as resolution
+from receiver.identity.locks import SHARED, lock_account
 from receiver.identity.resolve import Applied, Policy, lead_traits, resolve
 from receiver.ingest.segment import Draft
 from receiver.ingest.store import mapping_columns
