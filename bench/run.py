@@ -4,6 +4,7 @@
     .venv/bin/python bench/run.py --quick          # smoke run, about 4 minutes
     .venv/bin/python bench/run.py                  # full run, about 10 minutes
     .venv/bin/python bench/run.py --only single,rehydrate --rounds 5
+    .venv/bin/python bench/run.py --only mix-single,mix-50-accounts --duration 5
 
 Every scenario gets a fresh Postgres database (cloned from a template that `receiver init-db`
 built), its own gunicorn processes started with the production config (`gunicorn wsgi:app`
@@ -30,6 +31,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +43,9 @@ VENV_BIN = Path(sys.executable).parent
 PG = os.environ.get("BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
 REHYDRATE_SIZES = (1_000, 10_000, 100_000)
 OTHER_VISITORS_COLD = 100_000
+MIX_ACCOUNTS = 50
+# A batch of 1,000 can take seconds: a short round would count only a handful of them.
+MIX_BATCH1000_MIN_SECONDS = 10
 
 FLOOR_TABLE = """
     CREATE TABLE floor_events (
@@ -155,6 +160,7 @@ class Options:
     warmup: int
     workers: int
     connections: int
+    mix_connections: int
     big_signals: int
     big_leads: int
     only: list[str]
@@ -177,6 +183,12 @@ def parse_options(argv: list[str]) -> Options:
         type=int,
         help="wrk connections (default: one per worker: sync workers serve "
         "one request at a time, more would only queue)",
+    )
+    parser.add_argument(
+        "--mix-connections",
+        type=int,
+        default=8,
+        help="wrk connections (senders) of the realistic-mix scenarios (8)",
     )
     parser.add_argument(
         "--big-signals", type=int, help="signals in the large store (1,000,000; --quick 100,000)"
@@ -204,6 +216,7 @@ def parse_options(argv: list[str]) -> Options:
         warmup=1 if args.quick else 2,
         workers=args.workers,
         connections=args.connections or args.workers,
+        mix_connections=args.mix_connections,
         big_signals=big_signals,
         big_leads=max(1, big_signals // 10),
         only=only,
@@ -263,6 +276,9 @@ class Server:
     process: subprocess.Popen
     base_url: str
     path: str  # where events are posted
+    database: str
+    # Where the realistic mix posts, one path per account (the floor ignores the key).
+    paths: tuple[str, ...] = ()
 
     def worker_pids(self) -> list[int]:
         children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
@@ -305,7 +321,7 @@ def gunicorn(
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    server = Server(label, process, f"http://127.0.0.1:{port}", path)
+    server = Server(label, process, f"http://127.0.0.1:{port}", path, database, (path,))
     try:
         wait_until_ready(server, workers, Path(log.name))
         yield server
@@ -350,7 +366,7 @@ def stop(process: subprocess.Popen) -> None:
 def http(
     method: str,
     url: str,
-    body: dict | None = None,
+    body: dict | list | None = None,
     headers: dict | None = None,
     timeout: float = 60,
 ) -> tuple[int, float, dict]:
@@ -381,11 +397,36 @@ class Figures:
     p50_ms: float
     p99_ms: float
     errors: int
+    # Answers that were not 2xx, by status (the realistic mix counts them; events.lua does not).
+    statuses: dict[str, int] = field(default_factory=dict)
 
 
-def start_wrk(
-    server: Server, batch: int, redeliver: float, seconds: int, connections: int
-) -> subprocess.Popen:
+@dataclass(frozen=True)
+class Traffic:
+    """What wrk sends. The easy case, bench/events.lua: track events of new visitors, single
+    or in batches, with a share of redeliveries. The realistic mix, bench/mix.lua: `kind`
+    "mix" (60% track, 25% page, 15% identify) or "identify", from the recurring visitors
+    that `visitors` names, posted to every path of the server in turn."""
+
+    batch: int
+    redeliver: float = 0.0
+    kind: str = ""
+    visitors: str = ""
+
+    def script(self, server: Server) -> list[str]:
+        nonce = uuid.uuid4().hex[:12]
+        if not self.kind:
+            return [
+                *("-s", str(BENCH / "events.lua"), server.base_url, "--", nonce, server.path),
+                *(str(self.batch), str(self.redeliver)),
+            ]
+        return [
+            *("-s", str(BENCH / "mix.lua"), server.base_url, "--", nonce, self.visitors),
+            *(str(self.batch), self.kind, ",".join(server.paths)),
+        ]
+
+
+def start_wrk(server: Server, traffic: Traffic, seconds: int, connections: int) -> subprocess.Popen:
     command = [
         "wrk",
         "-t",
@@ -397,14 +438,7 @@ def start_wrk(
         # A 1,000-event batch can take seconds on a busy machine: count it, don't drop it.
         "--timeout",
         "30s",
-        "-s",
-        str(BENCH / "events.lua"),
-        server.base_url,
-        "--",
-        uuid.uuid4().hex[:12],
-        server.path,
-        str(batch),
-        str(redeliver),
+        *traffic.script(server),
     ]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -415,42 +449,83 @@ def finish_wrk(process: subprocess.Popen, batch: int) -> Figures:
     if process.returncode != 0 or line is None:
         raise RuntimeError(f"wrk failed ({process.returncode}):\n{out}\n{err}")
     result = json.loads(line.removeprefix("BENCH "))
-    requests_per_s = result["requests"] / (result["duration_us"] / 1e6)
+    seconds = result["duration_us"] / 1e6
+    # Events of a body answered 503 were not stored: where the script counts answers that
+    # were not 2xx (bench/mix.lua), they are left out of events/s.
+    acknowledged = result["requests"] - result.get("non2xx", 0)
     return Figures(
-        requests_per_s=requests_per_s,
-        events_per_s=requests_per_s * max(1, batch),
+        requests_per_s=result["requests"] / seconds,
+        events_per_s=acknowledged / seconds * max(1, batch),
         p50_ms=result["p50_us"] / 1000,
         p99_ms=result["p99_us"] / 1000,
-        errors=result["status_errors"] + result["socket_errors"],
+        errors=result.get("non2xx", result["status_errors"]) + result["socket_errors"],
+        statuses=result.get("statuses", {}),
     )
 
 
-def load(
-    server: Server, options: Options, batch: int, redeliver: float = 0.0, seconds: int | None = None
-) -> Figures:
-    process = start_wrk(server, batch, redeliver, seconds or options.duration, options.connections)
-    return finish_wrk(process, batch)
+def load(server: Server, options: Options, traffic: Traffic, seconds: int | None = None) -> Figures:
+    connections = options.mix_connections if traffic.kind else options.connections
+    process = start_wrk(server, traffic, seconds or options.duration, connections)
+    figures = finish_wrk(process, traffic.batch)
+    if traffic.kind:
+        settle(server)
+    return figures
 
 
 def load_rounds(
-    servers: list[Server], options: Options, batch: int, redeliver: float = 0.0
+    servers: list[Server], options: Options, traffic: Traffic, seconds: int | None = None
 ) -> dict[str, list[Figures]]:
     """Each server under the same load, back to back, for every round."""
     for server in servers:
-        load(server, options, batch, redeliver, seconds=options.warmup)
+        load(server, options, traffic, seconds=options.warmup)
     figures: dict[str, list[Figures]] = {server.label: [] for server in servers}
     for round_number in range(options.rounds):
         # Alternate who goes first, so that a slow spell of the machine's other work does
         # not always land on the same side.
         order = servers if round_number % 2 == 0 else servers[::-1]
         for server in order:
-            figures[server.label].append(load(server, options, batch, redeliver))
+            figures[server.label].append(load(server, options, traffic, seconds))
             print(
                 f"    round {round_number + 1} {server.label:<9} "
                 f"{fmt_figures(figures[server.label][-1])}",
                 flush=True,
             )
     return figures
+
+
+# Postgres backends of the database still at work, autovacuum and this query left out.
+BUSY_BACKENDS = """
+    SELECT count(*) FROM pg_stat_activity
+    WHERE datname = current_database() AND backend_type = 'client backend'
+      AND state <> 'idle' AND pid <> pg_backend_pid()
+"""
+
+
+def settle(server: Server, timeout: float = 30) -> None:
+    """Wait until the server has finished what wrk left in flight: wrk stops at the end of its
+    duration, but a sync worker finishes the request it holds (a batch of 1,000 of the mix
+    took 5 s before the identity rewrite), which would run into the next app's measurement."""
+    deadline = time.monotonic() + timeout
+    ticks = worker_cpu_ticks(server)
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        now = worker_cpu_ticks(server)
+        # An idle sync worker uses no CPU but its heartbeat; one waiting on Postgres shows
+        # as a busy backend instead.
+        idle_workers = now - ticks <= len(server.worker_pids())
+        if idle_workers and not sql(server.database, BUSY_BACKENDS)[0][0]:
+            return
+        ticks = now
+
+
+def worker_cpu_ticks(server: Server) -> int:
+    """User and system CPU time of the server's workers, in clock ticks (/proc/PID/stat)."""
+    total = 0
+    for pid in server.worker_pids():
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total
 
 
 def fmt_figures(f: Figures) -> str:
@@ -500,6 +575,9 @@ class Run:
         self.report = Report()
         self.template = ""
         self.account: dict = {}
+        self.mix_accounts: list[dict] = []
+        # Names the realistic mix's visitors: the same ones come back in every round.
+        self.visitors = uuid.uuid4().hex[:8]
         self.big: tuple[str, dict] | None = None
 
     def create_database(self, suffix: str, template: str | None = None) -> str:
@@ -529,6 +607,13 @@ class Run:
         self.template = self.create_database("template")
         receiver_cli(self.template, "init-db")
         self.account = create_account(self.template, "Bench load")
+        if "mix-50-accounts" in self.options.only:
+            # Two at a time: each is a CLI process starting the app, on a 2-core machine.
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                names = [f"Bench mix {n}" for n in range(1, MIX_ACCOUNTS + 1)]
+                self.mix_accounts = list(
+                    pool.map(lambda name: create_account(self.template, name), names)
+                )
         sql(self.template, FLOOR_TABLE)
 
     def fresh_database(self, scenario: str) -> str:
@@ -558,14 +643,23 @@ class Run:
         return self.big
 
     def serve(
-        self, stack: contextlib.ExitStack, label: str, database: str, workers: int | None = None
+        self,
+        stack: contextlib.ExitStack,
+        label: str,
+        database: str,
+        workers: int | None = None,
+        paths: tuple[str, ...] = (),
     ) -> Server:
+        """gunicorn for the floor or the receiver; `paths` are where the realistic mix posts
+        (by default the one account's path)."""
         if label == "floor":
             app, path = "bench.floor_app:app", "/webhook/floor"
         else:
             app, path = "wsgi:app", self.account["webhook_path"]
         workers = workers or self.options.workers
-        return stack.enter_context(gunicorn(label, app, database, path, workers, self.logs))
+        server = stack.enter_context(gunicorn(label, app, database, path, workers, self.logs))
+        server.paths = paths or server.paths
+        return server
 
 
 def create_account(database: str, name: str) -> dict:
@@ -580,16 +674,27 @@ def create_account(database: str, name: str) -> dict:
 
 
 def load_against_floor(
-    run: Run, name: str, label: str, batch: int, redeliver: float = 0.0
-) -> tuple[dict[str, list[Figures]], list[str]]:
+    run: Run, name: str, label: str, traffic: Traffic, seconds: int | None = None
+) -> tuple[dict[str, list[Figures]], str]:
+    """The floor and the receiver on one database, back to back; the figures and the
+    database (the scenario's, kept until the end of the run)."""
     database = run.fresh_database(name)
     with contextlib.ExitStack() as stack:
         floor = run.serve(stack, "floor", database)
         receiver = run.serve(stack, "receiver", database)
-        figures = load_rounds([floor, receiver], run.options, batch, redeliver)
-    row = load_row(label, figures["receiver"], figures["floor"])
-    run.report.load_rows.append(row)
-    return figures, row
+        figures = load_rounds([floor, receiver], run.options, traffic, seconds)
+    note = statuses_note(figures["receiver"])
+    run.report.load_rows.append(load_row(label, figures["receiver"], figures["floor"], note))
+    return figures, database
+
+
+def statuses_note(figures: list[Figures]) -> str:
+    """Answers that were not 2xx over all rounds, by status: "503 x13"."""
+    counts: dict[str, int] = {}
+    for f in figures:
+        for status, count in f.statuses.items():
+            counts[status] = counts.get(status, 0) + count
+    return ", ".join(f"{status} x{count}" for status, count in sorted(counts.items()))
 
 
 def load_row(
@@ -611,7 +716,7 @@ def load_row(
 
 
 def scenario_single(run: Run) -> None:
-    figures, _ = load_against_floor(run, "single", "single track events", batch=0)
+    figures, _ = load_against_floor(run, "single", "single track events", Traffic(batch=0))
     events = median_ratio(figures["receiver"], figures["floor"], "events_per_s")
     p99 = median_ratio(figures["receiver"], figures["floor"], "p99_ms")
     run.report.target(f"single events >= 0.7x floor events/s: {events:.2f}x", events >= 0.7)
@@ -619,13 +724,13 @@ def scenario_single(run: Run) -> None:
 
 
 def scenario_batch100(run: Run) -> None:
-    figures, _ = load_against_floor(run, "batch100", "batches of 100", batch=100)
+    figures, _ = load_against_floor(run, "batch100", "batches of 100", Traffic(batch=100))
     events = median_ratio(figures["receiver"], figures["floor"], "events_per_s")
     run.report.target(f"batches of 100 >= 0.5x floor events/s: {events:.2f}x", events >= 0.5)
 
 
 def scenario_batch1000(run: Run) -> None:
-    figures, _ = load_against_floor(run, "batch1000", "batches of 1,000", batch=1000)
+    figures, _ = load_against_floor(run, "batch1000", "batches of 1,000", Traffic(batch=1000))
     p99 = median_of(figures["receiver"], "p99_ms")
     # Under load a batch also waits for the CPU the others use: time it alone as well.
     database = run.fresh_database("batch1000_alone")
@@ -667,7 +772,7 @@ def batch_body(size: int) -> list[dict]:
 
 
 def scenario_redeliveries(run: Run) -> None:
-    load_against_floor(run, "redeliver", "single, 20% redelivered", batch=0, redeliver=0.2)
+    load_against_floor(run, "redeliver", "single, 20% redelivered", Traffic(batch=0, redeliver=0.2))
 
 
 def scenario_rehydrate(run: Run) -> None:
@@ -798,7 +903,7 @@ def scenario_big_store(run: Run) -> None:
         floor = run.serve(stack, "floor", big)
         receiver = run.serve(stack, "receiver", big)
         empty_store = run.serve(stack, "empty", empty)
-        figures = load_rounds([floor, receiver, empty_store], run.options, batch=0)
+        figures = load_rounds([floor, receiver, empty_store], run.options, Traffic(batch=0))
     versus_empty = median_ratio(figures["receiver"], figures["empty"], "events_per_s")
     label = f"single, {run.options.big_signals:,} signals stored"
     run.report.load_rows.append(
@@ -847,7 +952,9 @@ def scenario_memory(run: Run) -> None:
         servers = [run.serve(stack, "floor", database), run.serve(stack, "receiver", database)]
         at_start = {s.label: s.memory_mb() for s in servers}
         print(f"    {seconds} s of batches of 1,000 on both apps", flush=True)
-        loads = [start_wrk(s, 1000, 0.0, seconds, run.options.connections) for s in servers]
+        loads = [
+            start_wrk(s, Traffic(batch=1000), seconds, run.options.connections) for s in servers
+        ]
         for process in loads:
             finish_wrk(process, 1000)
         after = {s.label: s.memory_mb() for s in servers}
@@ -870,6 +977,111 @@ def scenario_memory(run: Run) -> None:
     )
 
 
+# ---------------------------------------------------------------------------------------------
+# The realistic mix (bench/mix.lua): a B2B website's Segment stream, identifies included
+
+# The canary: a visitor whose identify was stored (so answered 200: nothing is acknowledged
+# that is not stored, nor stored that is rolled back) has no signal left in cold storage.
+IDENTIFIED_LEFT_COLD = """
+    WITH identified AS (
+        SELECT DISTINCT account_id, anonymous_id FROM signals
+        WHERE source = 'segment' AND event_type = 'identify' AND anonymous_id IS NOT NULL
+    )
+    SELECT (SELECT count(*) FROM identified), count(*),
+           count(DISTINCT (signals.account_id, signals.anonymous_id))
+    FROM signals JOIN identified USING (account_id, anonymous_id)
+    WHERE signals.is_cold
+"""
+
+
+def mix(run: Run, batch: int, kind: str = "mix") -> Traffic:
+    return Traffic(batch=batch, kind=kind, visitors=run.visitors)
+
+
+def check_identified_not_cold(run: Run, label: str, database: str) -> None:
+    identified, cold, visitors = sql(database, IDENTIFIED_LEFT_COLD)[0]
+    run.report.target(
+        f"{label}: no signal of an identified visitor left cold: {cold:,} signals of "
+        f"{visitors:,} of the {identified:,} visitors whose identify was stored",
+        # No identify stored at all would be a broken run, not a pass.
+        identified > 0 and cold == 0,
+    )
+
+
+def mix_against_floor(
+    run: Run, name: str, label: str, traffic: Traffic, seconds: int | None = None
+) -> dict[str, list[Figures]]:
+    figures, database = load_against_floor(run, name, label, traffic, seconds)
+    check_identified_not_cold(run, label, database)
+    return figures
+
+
+def scenario_mix_single(run: Run) -> None:
+    label = "mix, single events"
+    figures = mix_against_floor(run, "mix_single", label, mix(run, batch=0))
+    events = median_ratio(figures["receiver"], figures["floor"], "events_per_s")
+    p99 = median_ratio(figures["receiver"], figures["floor"], "p99_ms")
+    run.report.target(f"{label} >= 0.6x floor events/s: {events:.2f}x", events >= 0.6)
+    run.report.target(f"{label} p99 <= 2x floor p99: {p99:.2f}x", p99 <= 2)
+
+
+def scenario_mix_batch100(run: Run) -> None:
+    label = "mix, batches of 100"
+    figures = mix_against_floor(run, "mix_batch100", label, mix(run, batch=100))
+    events = median_ratio(figures["receiver"], figures["floor"], "events_per_s")
+    run.report.target(f"{label} >= 0.6x floor events/s: {events:.2f}x", events >= 0.6)
+
+
+def scenario_mix_batch1000(run: Run) -> None:
+    label = f"mix, batches of 1,000, {run.options.mix_connections} senders"
+    seconds = max(run.options.duration, MIX_BATCH1000_MIN_SECONDS)
+    figures = mix_against_floor(run, "mix_batch1000", label, mix(run, batch=1000), seconds)
+    receiver = figures["receiver"]
+    events = median_ratio(receiver, figures["floor"], "events_per_s")
+    p99 = median_of(receiver, "p99_ms")
+    failed = sum(f.errors for f in receiver)
+    answered = sum(round(f.requests_per_s * seconds) for f in receiver)
+    run.report.target(f"{label} >= 0.5x floor events/s: {events:.2f}x", events >= 0.5)
+    run.report.target(
+        f"{label}: every answer 2xx: {failed} of about {answered} were not "
+        f"({statuses_note(receiver) or 'none'})",
+        failed == 0,
+    )
+    run.report.target(f"{label}: p99 < 2 s: {p99:,.0f} ms", p99 < 2000)
+
+
+def scenario_identify_single(run: Run) -> None:
+    label = "identifies only, single events"
+    traffic = mix(run, batch=0, kind="identify")
+    figures = mix_against_floor(run, "identify_single", label, traffic)
+    events = median_ratio(figures["receiver"], figures["floor"], "events_per_s")
+    run.report.target(f"{label} >= 0.4x floor events/s: {events:.2f}x", events >= 0.4)
+
+
+def scenario_mix_accounts(run: Run) -> None:
+    """The single-event mix spread over 50 accounts (each its own key; visitor v belongs to
+    account v mod 50), against the same load on one account, back to back with the floor."""
+    label = f"mix, single events, {MIX_ACCOUNTS} accounts"
+    one, many = run.fresh_database("mix_one"), run.fresh_database("mix_accounts")
+    paths = tuple(account["webhook_path"] for account in run.mix_accounts)
+    with contextlib.ExitStack() as stack:
+        floor = run.serve(stack, "floor", many, paths=paths)
+        single = run.serve(stack, "receiver", one)
+        spread = run.serve(stack, "accounts", many, paths=paths)
+        figures = load_rounds([floor, single, spread], run.options, mix(run, batch=0))
+    versus = median_ratio(figures["receiver"], figures["accounts"], "events_per_s")
+    notes = [f"1 account: {versus:.2f}x of {MIX_ACCOUNTS}", statuses_note(figures["accounts"])]
+    run.report.load_rows.append(
+        load_row(label, figures["accounts"], figures["floor"], "; ".join(filter(None, notes)))
+    )
+    check_identified_not_cold(run, label, many)
+    check_identified_not_cold(run, "mix, single events, the same on 1 account", one)
+    run.report.target(
+        f"one account >= 0.9x the same mix over {MIX_ACCOUNTS} accounts: {versus:.2f}x",
+        versus >= 0.9,
+    )
+
+
 SCENARIOS: dict[str, Callable[[Run], None]] = {
     "single": scenario_single,
     "batch100": scenario_batch100,
@@ -879,6 +1091,11 @@ SCENARIOS: dict[str, Callable[[Run], None]] = {
     "bigstore": scenario_big_store,
     "queue": scenario_admin_queue,
     "memory": scenario_memory,
+    "mix-single": scenario_mix_single,
+    "mix-batch100": scenario_mix_batch100,
+    "mix-batch1000": scenario_mix_batch1000,
+    "identify-single": scenario_identify_single,
+    "mix-50-accounts": scenario_mix_accounts,
 }
 
 
@@ -899,7 +1116,8 @@ def print_report(run: Run, elapsed: float) -> None:
     o, report = run.options, run.report
     print(
         f"\n## {'Quick' if o.quick else 'Full'} run: {o.workers} sync workers, "
-        f"{o.connections} wrk connections, {o.rounds} rounds of {o.duration} s, medians; "
+        f"{o.connections} wrk connections ({o.mix_connections} for the mix), "
+        f"{o.rounds} rounds of {o.duration} s, medians; "
         f"{os.cpu_count()} cores; {elapsed / 60:.1f} min\n"
     )
     if report.load_rows:
