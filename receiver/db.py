@@ -224,8 +224,8 @@ def upgrade_schema(engine: sa.Engine, echo: Callable[[str], None]) -> None:
                 "views: signal_feed, lead_summary, cold_storage, blocked_identifiers, "
                 "message_id_conflicts (re)created"
             )
-            connection.exec_driver_sql(sql_file("store_plain.sql"))
-            echo("functions: receiver_store_plain (re)created")
+            connection.exec_driver_sql(sql_file("store.sql"))
+            echo("functions: receiver_insert_signals, receiver_settle (re)created")
         else:
             echo("views: skipped (the analyst views are Postgres only)")
 

@@ -10,9 +10,8 @@ import sqlalchemy as sa
 from sqlmodel import Session, col
 
 from receiver.db import run_transaction
+from receiver.ingest.store import group_key, take_out_of_queue
 from receiver.models import Account, signals_table
-from receiver.rules import queue
-from receiver.rules.queue import group_key
 
 PURGE_CHUNK = 5_000
 
@@ -62,7 +61,7 @@ def _delete_chunk(session: Session, account_id: int, cutoff: datetime, chunk: in
         .where(s.account_id == account_id, s.id.in_(expired.scalar_subquery()))
         .returning(s.source, s.event_type, s.event_name, s.rule_id)
     ).all()
-    queue.forget(
+    take_out_of_queue(
         session,
         account_id,
         [group_key(r.source, r.event_type, r.event_name) for r in deleted if r.rule_id is None],

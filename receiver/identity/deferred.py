@@ -3,9 +3,9 @@ back until the end of the transaction, after the month's usage counter is claime
 
 Lock order (locks.py, order 4): the counter, then leads in id order, then queue groups in key
 order. A transaction that wrote a lead before claiming the counter could wait for the counter
-held by another that waits for that lead: a deadlock. So identity resolution and the storing of
-signals record what leads and groups should become here, and `flush` writes it all, in order,
-once the counter is held.
+held by another that waits for that lead: a deadlock. So identity resolution records here what
+leads should become, and `flush` writes it all, in order, once the counter is held. (The spans
+and queue counts of new signals are written by store.settle, which claims the counter.)
 """
 
 from __future__ import annotations
@@ -19,74 +19,45 @@ from sqlmodel import Session
 
 from receiver.identity import leads
 from receiver.identity.enrichment import lead_fields, merge_traits
-from receiver.ingest.segment import Draft
-from receiver.rules import queue
-
-
-@dataclass
-class LeadState:
-    """A lead's traits as this transaction has merged them so far."""
-
-    traits: dict[str, Any]
-    trait_times: dict[str, str]
-    company: str | None
-    changed: bool = False
+from receiver.identity.replay import LeadTraits
+from receiver.ingest import store
 
 
 @dataclass
 class Deferred:
-    spans: dict[int, tuple[datetime, datetime]] = field(default_factory=dict)
-    states: dict[int, LeadState] = field(default_factory=dict)
+    traits: dict[int, LeadTraits] = field(default_factory=dict)
     groups: dict[int, tuple[str, str | None]] = field(default_factory=dict)
-    queued: list[Draft] = field(default_factory=list)
-    dequeued: Counter[queue.GroupKey] = field(default_factory=Counter)
+    dequeued: Counter[store.GroupKey] = field(default_factory=Counter)
     deleted_leads: set[int] = field(default_factory=set)
 
-    def widen(self, lead_id: int, earliest: datetime, latest: datetime) -> None:
-        span = self.spans.get(lead_id)
-        self.spans[lead_id] = (
-            (earliest, latest) if span is None else (min(span[0], earliest), max(span[1], latest))
-        )
+    def preload(self, lead_id: int, state: LeadTraits) -> None:
+        """A lead's traits as read under its identity lock (held, so no other writer of them
+        runs until commit), unless this transaction has merged into them already."""
+        self.traits.setdefault(lead_id, state)
 
-    def enrich(
-        self, session: Session, account_id: int, lead_id: int, traits: dict[str, Any], at: datetime
-    ) -> None:
-        """Merge traits into the lead, each kept only if no newer event set it already. The
-        lead is read, not locked: its identity lock (held) keeps other writers of its traits
-        out until commit."""
-        state = self.states.get(lead_id)
-        if state is None:
-            row = leads.traits_of_lead(session, account_id, lead_id)
-            state = self.states[lead_id] = LeadState(row.traits, row.trait_times, row.company)
+    def enrich_in_memory(self, lead_id: int, traits: dict[str, Any], at: datetime) -> None:
+        """Merge traits into the lead, each kept only if no newer event set it already."""
+        state = self.traits[lead_id]
         state.traits, state.trait_times = merge_traits(state.traits, state.trait_times, traits, at)
         state.changed = True
 
     def record_group(self, lead_id: int, group_id: str, name: str | None) -> None:
         self.groups[lead_id] = (group_id, name)
 
-    def flush(self, session: Session, account_id: int, now: datetime) -> None:
+    def flush(self, session: Session, account_id: int) -> None:
         """Write everything held back, in the lock order: leads by id, then queue groups."""
-        for lead_id in sorted(set(self.spans) | set(self.states) | set(self.groups)):
+        changed = {lead_id for lead_id, state in self.traits.items() if state.changed}
+        for lead_id in sorted(changed | set(self.groups)):
             if lead_id in self.deleted_leads:
                 continue
-            state = self.states.get(lead_id)
             values: dict[str, Any] = {}
+            state = self.traits.get(lead_id)
             if state is not None and state.changed:
                 fields = lead_fields(state.traits)
-                company = fields["company"] if fields["company"] is not None else state.company
-                values = {
-                    "traits": state.traits,
-                    "trait_times": state.trait_times,
-                    **fields,
-                    "company": company,
-                }
-            leads.write(
-                session,
-                account_id,
-                lead_id,
-                values,
-                self.spans.get(lead_id),
-                self.groups.get(lead_id),
-            )
-        queue.record(session, account_id, self.queued, now)
-        queue.forget(session, account_id, self.dequeued.elements())
+                values = {"traits": state.traits, "trait_times": state.trait_times, **fields}
+                if fields["company"] is None:
+                    values["company"] = (
+                        state.company
+                    )  # from a group call, kept until traits name one
+            leads.write(session, account_id, lead_id, values, None, self.groups.get(lead_id))
+        store.take_out_of_queue(session, account_id, self.dequeued.elements())

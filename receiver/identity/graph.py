@@ -1,6 +1,8 @@
-"""The identity graph: identifiers, the clusters they form, and the lead a cluster resolves to.
+"""The identity graph in the store: identifiers, the clusters they form, and the lead a cluster
+resolves to. Read for a body (`lookup`, `load`), changed in memory (replay.py), written back
+(`write`, `rehydrate_stored`) in a number of statements that does not grow with the body.
 
-Everything here runs inside the caller's transaction, under the account's identity lock (see
+Everything here runs inside the caller's transaction, under the body's identity locks (see
 locks.py), so reads of the graph stay true until commit.
 """
 
@@ -8,34 +10,25 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session
 
 from receiver.identity.identifiers import usable
+from receiver.identity.replay import (
+    ANONYMOUS,
+    USER,
+    Graph,
+    Identifier,
+    Key,
+    LeadTraits,
+    Rehydration,
+)
 from receiver.ingest.segment import Draft
+from receiver.ingest.store import upsert
 from receiver.models import clusters_table, identities_table, leads_table, signals_table
-
-ANONYMOUS = "anonymous_id"
-USER = "user_id"
-Key = tuple[str, str]
-
-
-@dataclass(frozen=True, slots=True)
-class Known:
-    cluster_id: int
-    lead_id: int | None
-    blocked: bool
-    lead_history: tuple[int, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Linked:
-    cluster_id: int
-    lead_id: int | None
-    blocked: tuple[Key, ...] = ()
 
 
 def keys_of(draft: Draft) -> list[Key]:
@@ -48,51 +41,54 @@ def keys_of(draft: Draft) -> list[Key]:
     return keys
 
 
-def lookup(session: Session, account_id: int, keys: Iterable[Key]) -> dict[Key, Known]:
+def _by_kind(keys: Iterable[Key]) -> dict[str, list[str]]:
     by_kind: dict[str, set[str]] = {ANONYMOUS: set(), USER: set()}
     for kind, value in keys:
         by_kind[kind].add(value)
-    if not any(by_kind.values()):
-        return {}
-    rows = session.connection().execute(
-        _LOOKUP,
-        {
-            "account_id": account_id,
-            "anonymous": sorted(by_kind[ANONYMOUS]),
-            "users": sorted(by_kind[USER]),
-        },
-    )
-    return {
-        (r.kind, r.value): known_of(r.cluster_id, r.lead_id, r.blocked_at, r.lead_history)
-        for r in rows
-    }
+    return {"anonymous": sorted(by_kind[ANONYMOUS]), "users": sorted(by_kind[USER])}
 
 
-def known_of(
-    cluster_id: int, lead_id: int | None, blocked_at: datetime | None, lead_history: Sequence[int]
-) -> Known:
-    """What the graph knows of an identifier, from its identities row and its cluster's lead."""
-    return Known(cluster_id, lead_id, blocked_at is not None, tuple(lead_history))
-
-
-def _lookup_statement() -> sa.Select:
-    i, c = identities_table.c, clusters_table.c
-    return (
-        sa.select(i.kind, i.value, i.cluster_id, c.lead_id, i.blocked_at, i.lead_history)
-        .join(clusters_table, sa.and_(c.account_id == i.account_id, c.id == i.cluster_id))
-        .where(
-            i.account_id == sa.bindparam("account_id"),
-            sa.or_(
-                sa.and_(
-                    i.kind == ANONYMOUS, i.value.in_(sa.bindparam("anonymous", expanding=True))
-                ),
-                sa.and_(i.kind == USER, i.value.in_(sa.bindparam("users", expanding=True))),
-            ),
+def load(
+    session: Session,
+    account_id: int,
+    keys: Iterable[Key],
+    emails: Iterable[str],
+    max_leads: int,
+    whole_clusters: bool,
+) -> tuple[Graph, dict[int, LeadTraits], dict[str, int]]:
+    """The graph as far as the keys reach: their identifiers (every identifier of their
+    clusters when whole_clusters, as an identity event may merge them) and their leads, with
+    the leads of the emails and those leads' traits. Two statements at most."""
+    params: dict[str, Any] = {"account_id": account_id, **_by_kind(keys)}
+    connection = session.connection()
+    graph = Graph({}, {}, {}, max_leads)
+    if params["anonymous"] or params["users"]:
+        for row in connection.execute(_REACH if whole_clusters else _LOOKUP, params):
+            graph.identifiers[(row.kind, row.value)] = Identifier(
+                row.cluster_id, list(row.lead_history), row.blocked_at is not None, row.linked_by
+            )
+            graph.cluster_leads[row.cluster_id] = row.lead_id
+            if row.lead_id is not None:
+                graph.lead_clusters[row.lead_id] = row.cluster_id
+    traits: dict[int, LeadTraits] = {}
+    by_email: dict[str, int] = {}
+    emails = sorted(set(emails))
+    if whole_clusters and (emails or graph.lead_clusters):
+        rows = connection.execute(
+            _LEADS, {"account_id": account_id, "emails": emails, "ids": sorted(graph.lead_clusters)}
         )
-    )
+        for row in rows:
+            by_email[row.email] = row.id
+            traits[row.id] = LeadTraits(dict(row.traits), dict(row.trait_times), row.company)
+            if row.cluster_id is not None:
+                graph.lead_clusters[row.id] = row.cluster_id
+                graph.cluster_leads[row.cluster_id] = row.id
+    return graph, traits, by_email
 
 
-_LOOKUP = _lookup_statement()
+def lookup(session: Session, account_id: int, keys: Iterable[Key]) -> Graph:
+    """The identifiers themselves, with their clusters' leads: enough to place events."""
+    return load(session, account_id, keys, (), 0, whole_clusters=False)[0]
 
 
 def reach(
@@ -100,249 +96,224 @@ def reach(
 ) -> tuple[set[Key], set[int]]:
     """Every identifier of the clusters the keys belong to, and the leads of those clusters
     and of the emails: what linking the keys and emails may change (locks.py)."""
-    by_kind: dict[str, list[str]] = {ANONYMOUS: [], USER: []}
-    for kind, value in keys:
-        by_kind[kind].append(value)
-    params = {
-        "account_id": account_id,
-        "anonymous": sorted(by_kind[ANONYMOUS]),
-        "users": sorted(by_kind[USER]),
-        "emails": sorted(emails),
-    }
-    connection = session.connection()
-    members: set[Key] = set()
-    lead_ids: set[int] = set()
-    if params["anonymous"] or params["users"]:
-        for row in connection.execute(_REACH, params):
-            members.add((row.kind, row.value))
-            if row.lead_id is not None:
-                lead_ids.add(row.lead_id)
-    if params["emails"]:
-        lead_ids.update(connection.execute(_LEADS_OF_EMAILS, params).scalars())
-    return members, lead_ids
+    graph, traits, _ = load(session, account_id, keys, emails, 0, whole_clusters=True)
+    return set(graph.identifiers), set(graph.lead_clusters) | set(traits)
 
 
-def _reach_statement() -> sa.Select:
+def _identity_columns() -> tuple[Any, ...]:
     i, c = identities_table.c, clusters_table.c
-    mine = _lookup_statement().with_only_columns(i.cluster_id).subquery()
     return (
-        sa.select(i.kind, i.value, c.lead_id)
-        .join(clusters_table, sa.and_(c.account_id == i.account_id, c.id == i.cluster_id))
-        .where(i.account_id == sa.bindparam("account_id"), i.cluster_id.in_(sa.select(mine)))
+        i.kind,
+        i.value,
+        i.cluster_id,
+        c.lead_id,
+        i.blocked_at,
+        i.lead_history,
+        i.linked_by_signal_id.label("linked_by"),
     )
 
 
-def _leads_of_emails() -> sa.Select:
-    c = leads_table.c
-    return sa.select(c.id).where(
-        c.account_id == sa.bindparam("account_id"),
-        c.email.in_(sa.bindparam("emails", expanding=True)),
+def _of_keys() -> Any:
+    i = identities_table.c
+    return sa.and_(
+        i.account_id == sa.bindparam("account_id"),
+        sa.or_(
+            sa.and_(i.kind == ANONYMOUS, i.value.in_(sa.bindparam("anonymous", expanding=True))),
+            sa.and_(i.kind == USER, i.value.in_(sa.bindparam("users", expanding=True))),
+        ),
     )
 
 
-def lead_of(keys: Sequence[Key], known: dict[Key, Known]) -> int | None:
-    """The lead of the first identifier (userId before anonymousId) that has one."""
-    for key in keys:
-        entry = known.get(key)
-        if entry is not None and not entry.blocked and entry.lead_id is not None:
-            return entry.lead_id
-    return None
-
-
-def linkable(keys: Sequence[Key], known: dict[Key, Known]) -> list[Key]:
-    return [key for key in keys if not (key in known and known[key].blocked)]
-
-
-def link(
-    session: Session,
-    account_id: int,
-    keys: Sequence[Key],
-    lead_id: int | None,
-    cause_id: int,
-    now: datetime,
-    max_leads: int,
-) -> Linked | None:
-    """Join keys into one cluster, resolved to lead_id if given (else to the lead one of them
-    already has). A key already on another lead moves alone (a shared device keeps its past
-    with the earlier lead); a key that would reach more than max_leads leads is blocked."""
-    known = lookup(session, account_id, keys)
-    keys = linkable(keys, known)
-    if not keys and lead_id is None:
-        return None
-    lead_id = lead_id if lead_id is not None else lead_of(keys, known)
-    target = _target_cluster(session, account_id, keys, known, lead_id, now)
-    blocked = []
-    for key in keys:
-        entry = known.get(key)
-        if entry is None:
-            _insert_identity(session, account_id, key, target, lead_id, cause_id, now)
-        elif entry.cluster_id == target:
-            continue
-        elif entry.lead_id is None:
-            _merge_cluster(session, account_id, entry.cluster_id, target, lead_id, now)
-        elif not _move_identity(
-            session, account_id, key, entry, target, lead_id, cause_id, now, max_leads
-        ):
-            blocked.append(key)
-    return Linked(target, lead_id, tuple(blocked))
-
-
-def _target_cluster(
-    session: Session,
-    account_id: int,
-    keys: Sequence[Key],
-    known: dict[Key, Known],
-    lead_id: int | None,
-    now: datetime,
-) -> int:
-    if lead_id is not None:
-        return cluster_of_lead(session, account_id, lead_id, now)
-    for key in keys:
-        if key in known:
-            return known[key].cluster_id
-    return _new_cluster(session, account_id, None, now)
-
-
-_REACH = _reach_statement()
-_LEADS_OF_EMAILS = _leads_of_emails()
-
-
-def cluster_of_lead(session: Session, account_id: int, lead_id: int, now: datetime) -> int:
-    c = clusters_table.c
-    found = session.execute(
-        sa.select(c.id).where(c.account_id == account_id, c.lead_id == lead_id)
-    ).scalar()
-    return found if found is not None else _new_cluster(session, account_id, lead_id, now)
-
-
-def _new_cluster(session: Session, account_id: int, lead_id: int | None, now: datetime) -> int:
-    return session.execute(
-        sa.insert(clusters_table)
-        .values(account_id=account_id, lead_id=lead_id, created_at=now)
-        .returning(clusters_table.c.id)
-    ).scalar_one()
-
-
-def _insert_identity(
-    session: Session,
-    account_id: int,
-    key: Key,
-    cluster_id: int,
-    lead_id: int | None,
-    cause_id: int,
-    now: datetime,
-) -> None:
-    session.execute(
-        sa.insert(identities_table).values(
-            account_id=account_id,
-            kind=key[0],
-            value=key[1],
-            cluster_id=cluster_id,
-            lead_history=[lead_id] if lead_id is not None else [],
-            linked_by_signal_id=cause_id,
-            created_at=now,
-            updated_at=now,
-        )
-    )
-
-
-def _merge_cluster(
-    session: Session, account_id: int, source: int, target: int, lead_id: int | None, now: datetime
-) -> None:
-    """Move every identifier of a cluster without a lead into target."""
+def _with_cluster(select: sa.Select) -> sa.Select:
     i, c = identities_table.c, clusters_table.c
-    values: dict[str, object] = {"cluster_id": target, "updated_at": now}
-    if lead_id is not None:
-        # Identifiers of a cluster without a lead were never on one: this is their first.
-        values["lead_history"] = [lead_id]
-    session.execute(
-        sa.update(identities_table)
-        .values(**values)
-        .where(i.account_id == account_id, i.cluster_id == source)
+    return select.join(clusters_table, sa.and_(c.account_id == i.account_id, c.id == i.cluster_id))
+
+
+_LOOKUP = _with_cluster(sa.select(*_identity_columns())).where(_of_keys())
+_REACH = _with_cluster(sa.select(*_identity_columns())).where(
+    identities_table.c.account_id == sa.bindparam("account_id"),
+    identities_table.c.cluster_id.in_(
+        sa.select(identities_table.c.cluster_id).where(_of_keys()).scalar_subquery()
+    ),
+)
+
+
+def _leads_statement() -> sa.Select:
+    lead, c = leads_table.c, clusters_table.c
+    return (
+        sa.select(
+            lead.id,
+            lead.email,
+            lead.traits,
+            lead.trait_times,
+            lead.company,
+            c.id.label("cluster_id"),
+        )
+        .outerjoin(clusters_table, sa.and_(c.account_id == lead.account_id, c.lead_id == lead.id))
+        .where(
+            lead.account_id == sa.bindparam("account_id"),
+            sa.or_(
+                lead.email.in_(sa.bindparam("emails", expanding=True)),
+                lead.id.in_(sa.bindparam("ids", expanding=True)),
+            ),
+        )
     )
-    session.execute(sa.delete(clusters_table).where(c.account_id == account_id, c.id == source))
 
 
-def _move_identity(
-    session: Session,
-    account_id: int,
-    key: Key,
-    entry: Known,
-    target: int,
-    lead_id: int | None,
-    cause_id: int,
-    now: datetime,
-    max_leads: int,
-) -> bool:
-    history = list(entry.lead_history)
-    if lead_id is not None and lead_id not in history:
-        history.append(lead_id)
-    i = identities_table.c
-    where = (i.account_id == account_id, i.kind == key[0], i.value == key[1])
-    if len(history) > max_leads:
+_LEADS = _leads_statement()
+
+
+def write(session: Session, account_id: int, graph: Graph, now: datetime) -> None:
+    """Write what replay changed: new clusters, then every changed identifier, then the
+    clusters merged away."""
+    real = _insert_clusters(session, account_id, graph.new_clusters, now)
+    rows = [
+        {
+            "account_id": account_id,
+            "kind": kind,
+            "value": value,
+            "cluster_id": real.get(entry.cluster, entry.cluster),
+            "lead_history": entry.lead_history,
+            "blocked_at": now if entry.blocked_now else None,
+            "linked_by_signal_id": entry.linked_by,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for (kind, value), entry in sorted(graph.identifiers.items())
+        if entry.changed
+    ]
+    if rows:
+        i = identities_table.c
+        statement = upsert(session, identities_table)
+        excluded = statement.excluded
         session.execute(
-            sa.update(identities_table)
-            .where(*where)
-            .values(blocked_at=now, lead_history=history, updated_at=now)
+            statement.on_conflict_do_update(
+                index_elements=[i.account_id, i.kind, i.value],
+                set_={
+                    "cluster_id": excluded.cluster_id,
+                    "lead_history": excluded.lead_history,
+                    "blocked_at": sa.func.coalesce(i.blocked_at, excluded.blocked_at),
+                    "linked_by_signal_id": excluded.linked_by_signal_id,
+                    "updated_at": excluded.updated_at,
+                },
+            ),
+            rows,
         )
-        return False
-    session.execute(
-        sa.update(identities_table)
-        .where(*where)
-        .values(
-            cluster_id=target, lead_history=history, linked_by_signal_id=cause_id, updated_at=now
-        )
-    )
-    return True
-
-
-def cluster_keys(session: Session, account_id: int, cluster_id: int) -> list[Key]:
-    i = identities_table.c
-    rows = session.execute(
-        sa.select(i.kind, i.value).where(i.account_id == account_id, i.cluster_id == cluster_id)
-    )
-    return [(row.kind, row.value) for row in rows]
-
-
-def rehydrate(
-    session: Session,
-    account_id: int,
-    cluster_id: int,
-    lead_id: int,
-    cause_id: int,
-    now: datetime,
-    timeout_ms: int,
-) -> int:
-    """Move every cold signal of every identifier of the cluster onto the lead: one statement,
-    whatever their number. Returns how many moved.
-
-    The identifiers go in as lists, so that the planner combines the two partial indexes of
-    cold signals instead of reading all of the account's cold storage. A visitor with a very
-    long anonymous history may take longer than the usual statement timeout: this statement
-    gets timeout_ms."""
-    i = identities_table.c
-    keys = (
-        session.connection()
-        .execute(
-            sa.select(i.kind, i.value).where(
-                i.account_id == account_id, i.cluster_id == cluster_id, i.blocked_at.is_(None)
+    if graph.removed_clusters:
+        c = clusters_table.c
+        session.execute(
+            sa.delete(clusters_table).where(
+                c.account_id == account_id, c.id.in_(sorted(graph.removed_clusters))
             )
         )
-        .all()
-    )
-    params = {
-        "account": account_id,
-        "lead": lead_id,
-        "cause": cause_id,
-        "now": now,
-        "anonymous": [value for kind, value in keys if kind == ANONYMOUS],
-        "users": [value for kind, value in keys if kind == USER],
-    }
+
+
+def _insert_clusters(
+    session: Session, account_id: int, new: dict[int, int | None], now: datetime
+) -> dict[int, int]:
+    """The real id of each new cluster, by its temporary (negative) id."""
+    if not new:
+        return {}
+    temporary = sorted(new, reverse=True)
+    c = clusters_table.c
+    ids = session.execute(
+        sa.insert(clusters_table).returning(c.id, sort_by_parameter_order=True),
+        [{"account_id": account_id, "lead_id": new[t], "created_at": now} for t in temporary],
+    ).scalars()
+    return dict(zip(temporary, ids, strict=True))
+
+
+def rehydrate_stored(
+    session: Session,
+    account_id: int,
+    rehydrations: Sequence[Rehydration],
+    keep: Sequence[int],
+    now: datetime,
+    timeout_ms: int,
+) -> dict[int, tuple[datetime, datetime]]:
+    """Move the stored cold signals of each rehydration's identifiers onto its lead, the first
+    rehydration in body order winning, but for the signals in keep (the body's own, which
+    replay placed). Returns the first and last event time moved onto each lead.
+
+    On Postgres one statement, whatever their number; a visitor with a very long anonymous
+    history may take longer than the usual statement timeout, so it gets timeout_ms."""
+    if not rehydrations:
+        return {}
+    spans: dict[int, tuple[datetime, datetime]] = {}
+    connection = session.connection()
     with statement_timeout(session, timeout_ms):
-        return session.connection().execute(_REHYDRATE, params).rowcount
+        if connection.dialect.name == "postgresql":
+            rows = [
+                (kind, value, r.lead_id, r.cause, position)
+                for position, r in enumerate(rehydrations)
+                for kind, value in r.keys
+            ]
+            moved = connection.exec_driver_sql(
+                _REHYDRATE_ALL,
+                {
+                    "kinds": [row[0] for row in rows],
+                    "values": [row[1] for row in rows],
+                    "leads": [row[2] for row in rows],
+                    "causes": [row[3] for row in rows],
+                    "positions": [row[4] for row in rows],
+                    "account": account_id,
+                    "keep": list(keep),
+                    "now": now,
+                },
+            ).all()
+        else:
+            moved = []
+            for r in rehydrations:
+                moved += connection.execute(
+                    _REHYDRATE_ONE,
+                    {
+                        "account": account_id,
+                        "lead": r.lead_id,
+                        "cause": r.cause,
+                        "now": now,
+                        "keep": list(keep),
+                        **_by_kind(r.keys),
+                    },
+                ).all()
+    for lead_id, occurred_at in moved:
+        if occurred_at.tzinfo is None:  # SQLite gives naive datetimes back
+            occurred_at = occurred_at.replace(tzinfo=UTC)
+        earliest, latest = spans.get(lead_id, (occurred_at, occurred_at))
+        spans[lead_id] = (min(earliest, occurred_at), max(latest, occurred_at))
+    return spans
 
 
-def _rehydrate_statement() -> sa.Update:
+# Each identifier finds its cold signals through the partial index of its kind; a signal that
+# two rehydrations find goes to the first.
+_REHYDRATE_ALL = """
+    WITH r AS (
+        SELECT * FROM unnest(%(kinds)s::varchar[], %(values)s::varchar[], %(leads)s::bigint[],
+                             %(causes)s::bigint[], %(positions)s::int[])
+          AS r (kind, value, lead_id, cause, position)
+    ), found AS (
+        SELECT DISTINCT ON (f.id) f.id, f.lead_id, f.cause
+        FROM (SELECT s.id, r.lead_id, r.cause, r.position
+              FROM r JOIN signals AS s
+                ON s.account_id = %(account)s AND s.is_cold AND r.kind = 'anonymous_id'
+               AND s.anonymous_id = r.value
+              UNION ALL
+              SELECT s.id, r.lead_id, r.cause, r.position
+              FROM r JOIN signals AS s
+                ON s.account_id = %(account)s AND s.is_cold AND r.kind = 'user_id'
+               AND s.user_id = r.value
+             ) AS f
+        ORDER BY f.id, f.position
+    )
+    UPDATE signals AS s
+    SET lead_id = found.lead_id, is_cold = false, linked_by_signal_id = found.cause,
+        linked_at = %(now)s
+    FROM found
+    WHERE s.account_id = %(account)s AND s.id = found.id AND NOT (s.id = ANY(%(keep)s::bigint[]))
+    RETURNING s.lead_id, s.occurred_at
+"""
+
+
+def _rehydrate_one() -> sa.Update:
     s = signals_table.c
     return (
         sa.update(signals_table)
@@ -353,6 +324,7 @@ def _rehydrate_statement() -> sa.Update:
                 s.anonymous_id.in_(sa.bindparam("anonymous", expanding=True)),
                 s.user_id.in_(sa.bindparam("users", expanding=True)),
             ),
+            s.id.not_in(sa.bindparam("keep", expanding=True)),
         )
         .values(
             lead_id=sa.bindparam("lead"),
@@ -360,10 +332,11 @@ def _rehydrate_statement() -> sa.Update:
             linked_by_signal_id=sa.bindparam("cause"),
             linked_at=sa.bindparam("now"),
         )
+        .returning(s.lead_id, s.occurred_at)
     )
 
 
-_REHYDRATE = _rehydrate_statement()
+_REHYDRATE_ONE = _rehydrate_one()
 
 
 @contextmanager
@@ -377,6 +350,14 @@ def statement_timeout(session: Session, timeout_ms: int) -> Iterator[None]:
     )
     yield
     connection.execute(sa.text("RESET statement_timeout"))  # back to the connection's own
+
+
+def cluster_keys(session: Session, account_id: int, cluster_id: int) -> list[Key]:
+    i = identities_table.c
+    rows = session.execute(
+        sa.select(i.kind, i.value).where(i.account_id == account_id, i.cluster_id == cluster_id)
+    )
+    return [(row.kind, row.value) for row in rows]
 
 
 def forget_cluster(session: Session, account_id: int, cluster_id: int) -> None:

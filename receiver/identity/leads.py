@@ -9,43 +9,45 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from receiver.ingest.store import upsert
+from receiver.ingest.store import GroupKey, group_key, upsert
 from receiver.models import companies_table, leads_table, signals_table
-from receiver.rules.queue import GroupKey, group_key
 
 
-def lead_for_email(
-    session: Session, account_id: int, email: str, at: datetime, now: datetime
-) -> int:
+def create_for_emails(
+    session: Session, account_id: int, first_seen: dict[str, datetime], now: datetime
+) -> dict[str, int]:
+    """The lead of each email, created with its first event time as first and last seen. The
+    emails' identity locks are held: nobody else creates them meanwhile."""
+    if not first_seen:
+        return {}
     c = leads_table.c
+    rows = [
+        {
+            "account_id": account_id,
+            "email": email,
+            "traits": {},
+            "trait_times": {},
+            "first_seen_at": at,
+            "last_seen_at": at,
+            "created_at": now,
+        }
+        for email, at in sorted(first_seen.items())
+    ]
     created = session.execute(
         upsert(session, leads_table)
-        .values(
-            account_id=account_id,
-            email=email,
-            traits={},
-            trait_times={},
-            first_seen_at=at,
-            last_seen_at=at,
-            created_at=now,
-        )
         .on_conflict_do_nothing(index_elements=[c.account_id, c.email])
-        .returning(c.id)
-    ).scalar()
-    if created is not None:
-        return created
-    return session.execute(
-        sa.select(c.id).where(c.account_id == account_id, c.email == email)
-    ).scalar_one()
-
-
-def traits_of_lead(session: Session, account_id: int, lead_id: int) -> sa.Row:
-    c = leads_table.c
-    return session.execute(
-        sa.select(c.traits, c.trait_times, c.company).where(
-            c.account_id == account_id, c.id == lead_id
+        .returning(c.email, c.id),
+        rows,
+    ).all()
+    found = {email: lead_id for email, lead_id in created}
+    missing = sorted(set(first_seen) - set(found))
+    if missing:
+        found.update(
+            session.execute(
+                sa.select(c.email, c.id).where(c.account_id == account_id, c.email.in_(missing))
+            ).all()
         )
-    ).one()
+    return found
 
 
 def write(
@@ -79,37 +81,34 @@ def write(
         )
 
 
-def span_of_lead(
-    session: Session, account_id: int, lead_id: int
-) -> tuple[datetime, datetime] | None:
-    s = signals_table.c
-    earliest, latest = session.execute(
-        sa.select(sa.func.min(s.occurred_at), sa.func.max(s.occurred_at)).where(
-            s.account_id == account_id, s.lead_id == lead_id
-        )
-    ).one()
-    return None if earliest is None else (earliest, latest)
-
-
-def record_company(
-    session: Session,
-    account_id: int,
-    group_id: str,
-    traits: dict[str, Any],
-    now: datetime,
-) -> str | None:
-    """Upsert the group's company; returns its name, for the lead (deferred.py)."""
-    name = traits.get("name") if isinstance(traits.get("name"), str) else None
+def record_companies(
+    session: Session, account_id: int, companies: dict[str, dict[str, Any]], now: datetime
+) -> None:
+    """Upsert each group's company, in group id order."""
+    if not companies:
+        return
     c = companies_table.c
+    statement = upsert(session, companies_table)
     session.execute(
-        upsert(session, companies_table)
-        .values(account_id=account_id, group_id=group_id, name=name, traits=traits, updated_at=now)
-        .on_conflict_do_update(
+        statement.on_conflict_do_update(
             index_elements=[c.account_id, c.group_id],
-            set_={"name": name, "traits": traits, "updated_at": now},
-        )
+            set_={
+                "name": statement.excluded.name,
+                "traits": statement.excluded.traits,
+                "updated_at": statement.excluded.updated_at,
+            },
+        ),
+        [
+            {
+                "account_id": account_id,
+                "group_id": group_id,
+                "name": name if isinstance(name := traits.get("name"), str) else None,
+                "traits": traits,
+                "updated_at": now,
+            }
+            for group_id, traits in sorted(companies.items())
+        ],
     )
-    return name
 
 
 def forget(

@@ -1,5 +1,12 @@
-"""Placing signals: onto a lead, into cold storage, or neither; and the effects of identity
-events (identify, alias, group, delete) on the graph and on leads."""
+"""A body's events placed and their identity effects applied: onto a lead, into cold
+storage, or neither; and what identify, alias, group, delete and rules with lead fields do to
+the graph and to leads (CONTRACT section 2), set-based.
+
+For each run of events between deletions: the graph they reach is loaded, every event is
+inserted placed by it, the run is replayed in memory in body order (replay.py), and what that
+changed is written back. Statements do not grow with the number of identifies in a body, only
+with its deletions (rare, and each a different person's).
+"""
 
 from __future__ import annotations
 
@@ -14,6 +21,14 @@ from receiver.config import Settings
 from receiver.identity import graph, leads, locks
 from receiver.identity.deferred import Deferred
 from receiver.identity.identifiers import normalise_email, traits_of, usable
+from receiver.identity.replay import (
+    BodySignal,
+    Graph,
+    Key,
+    LeadTraits,
+    Placement,
+    move_cold_signals,
+)
 from receiver.ingest import store
 from receiver.ingest.segment import Draft
 
@@ -23,12 +38,15 @@ LEAD_TRAITS = frozenset({"email", "name", "first_name", "last_name", "company", 
 
 @dataclass
 class Applied:
-    """What storing a body did: new signals by content hash, those left cold, deletions."""
+    """What storing a body did: new signals by content hash, where they went, those left
+    cold, deletions, and the writes held back until the usage counter is claimed."""
 
     inserted: dict[bytes, int] = field(default_factory=dict)
+    new: list[store.NewSignal] = field(default_factory=list)
+    spans: dict[int, tuple[datetime, datetime]] = field(default_factory=dict)
     cold: set[bytes] = field(default_factory=set)
     deleted: set[bytes] = field(default_factory=set)
-    blocked: list[graph.Key] = field(default_factory=list)
+    blocked: list[Key] = field(default_factory=list)
     deferred: Deferred = field(default_factory=Deferred)
 
 
@@ -54,121 +72,212 @@ def lead_traits(fields: dict[str, Any]) -> dict[str, Any]:
     return {name: value for name, value in fields.items() if name in LEAD_TRAITS}
 
 
-def store_run(
-    session: Session, account_id: int, drafts: Sequence[Draft], now: datetime, applied: Applied
-) -> None:
-    """Insert events that change no identity, each placed by the graph as it stands."""
-    if not drafts:
-        return
-    known = graph.lookup(session, account_id, (k for d in drafts for k in graph.keys_of(d)))
-    placements = [place(draft, known) for draft in drafts]
-    inserted = store.insert_signals(session, account_id, drafts, placements, now)
-    for draft, placement in zip(drafts, placements, strict=True):
-        if draft.content_hash not in inserted or draft.content_hash in applied.inserted:
-            continue  # a duplicate, or the second copy of one event in this body
-        applied.inserted[draft.content_hash] = inserted[draft.content_hash]
-        if placement.is_cold:
-            applied.cold.add(draft.content_hash)
-        if placement.lead_id is not None:
-            applied.deferred.widen(placement.lead_id, draft.occurred_at, draft.occurred_at)
-        if draft.match is None:
-            applied.deferred.queued.append(draft)
+def _is(draft: Draft, kind: str) -> bool:
+    return draft.source == "segment" and draft.event_type == kind
 
 
-def place(draft: Draft, known: dict[graph.Key, graph.Known]) -> store.Placement:
-    keys = graph.linkable(graph.keys_of(draft), known)
-    lead_id = graph.lead_of(keys, known)
-    return store.Placement(lead_id=lead_id, is_cold=lead_id is None and bool(keys))
+def apply(
+    session: Session, account_id: int, drafts: Sequence[Draft], now: datetime, policy: Policy
+) -> Applied:
+    """Store the drafts in body order, with their identity effects; the caller settles."""
+    applied = Applied()
+    run: list[Draft] = []
+    for draft in drafts:
+        if _is(draft, "delete"):
+            _apply_run(session, account_id, run, now, policy, applied)
+            run = []
+            forget_person(session, account_id, draft, applied.deferred)
+            applied.deleted.add(draft.content_hash)
+        else:
+            run.append(draft)
+    _apply_run(session, account_id, run, now, policy, applied)
+    if applied.cold and (applied.deleted or any(changes_identity(d) for d in drafts)):
+        # A later run may have rehydrated signals that an earlier one left cold.
+        applied.cold = store.still_cold(session, account_id, applied.cold)
+    return applied
 
 
-def apply_identity_event(
-    session: Session, account_id: int, draft: Draft, now: datetime, policy: Policy, applied: Applied
-) -> None:
-    if draft.event_type == "delete" and draft.source == "segment":
-        forget_person(session, account_id, draft, applied.deferred)
-        applied.deleted.add(draft.content_hash)
-        return
-    if draft.content_hash in applied.inserted:
-        return  # a second copy in the same body
-    store_run(session, account_id, [draft], now, applied)
-    if draft.content_hash not in applied.inserted:
-        return  # a redelivery: its effects were applied with the first delivery
-    cause_id = applied.inserted[draft.content_hash]
-    if draft.event_type == "group" and draft.source == "segment":
-        _record_group(session, account_id, draft, now, applied.deferred)
-    keys = graph.keys_of(draft)
-    if draft.event_type == "alias" and draft.source == "segment":
-        keys += _previous_id_keys(draft)
-    traits = _traits(draft)
-    if draft.event_type == "group" and not traits:
-        return  # a group call links nobody; its company is recorded above
-    resolve(session, account_id, draft, keys, traits, cause_id, now, policy, applied)
-
-
-def resolve(
+def apply_stored(
     session: Session,
     account_id: int,
-    draft: Draft,
-    keys: list[graph.Key],
-    traits: dict[str, Any],
-    cause_id: int,
+    mapped: Sequence[tuple[int, Draft]],
+    now: datetime,
+    policy: Policy,
+) -> Applied:
+    """The identity effects of stored signals that a rule now maps (a backfill), as on
+    arrival; the caller holds their identity locks and writes applied.spans and deferred."""
+    applied = Applied()
+    changing = [(signal_id, d) for signal_id, d in mapped if changes_identity(d)]
+    if not changing:
+        return applied
+    drafts = [d for _, d in changing]
+    body_graph, traits, by_email = graph.load(
+        session,
+        account_id,
+        (key for d in drafts for key in _keys(d)),
+        (e for d in drafts if (e := _email(d)) is not None),
+        policy.max_leads_per_identifier,
+        whole_clusters=True,
+    )
+    body = []
+    for signal_id, d in changing:
+        keys = tuple(graph.keys_of(d))
+        body.append((d, BodySignal(keys, body_graph.place(keys), d.occurred_at), signal_id))
+    _resolve(session, account_id, body_graph, traits, by_email, body, now, policy, applied)
+    for draft, signal, _ in body:
+        if signal.placement.lead_id is not None:
+            store.widen(
+                applied.spans, signal.placement.lead_id, draft.occurred_at, draft.occurred_at
+            )
+    return applied
+
+
+def _apply_run(
+    session: Session,
+    account_id: int,
+    drafts: Sequence[Draft],
     now: datetime,
     policy: Policy,
     applied: Applied,
 ) -> None:
-    """Link the identifiers (to the lead of the traits' email, if any), enrich the lead with
-    the traits, and rehydrate the cluster's cold signals onto it."""
-    email = normalise_email(traits.get("email"))
-    lead_id = None
-    if email is not None:
-        lead_id = leads.lead_for_email(session, account_id, email, draft.occurred_at, now)
-    linked = graph.link(
-        session, account_id, keys, lead_id, cause_id, now, policy.max_leads_per_identifier
-    )
-    if linked is None:
+    if not drafts:
         return
-    applied.blocked.extend(linked.blocked)
-    if linked.lead_id is None:
-        return
-    if traits:
-        applied.deferred.enrich(session, account_id, linked.lead_id, traits, draft.occurred_at)
-    graph.rehydrate(
+    changing = any(changes_identity(d) for d in drafts)
+    body_graph, traits, by_email = graph.load(
         session,
         account_id,
-        linked.cluster_id,
-        linked.lead_id,
-        cause_id,
+        (key for d in drafts for key in _keys(d)),
+        (e for d in drafts if changes_identity(d) and (e := _email(d)) is not None),
+        policy.max_leads_per_identifier,
+        whole_clusters=changing,
+    )
+    keys = [tuple(graph.keys_of(d)) for d in drafts]
+    placements = [body_graph.place(k) for k in keys]
+    inserted = store.insert_signals(session, account_id, drafts, placements, now)
+    body: list[tuple[Draft, BodySignal, int]] = []
+    for draft, draft_keys, placement in zip(drafts, keys, placements, strict=True):
+        digest = draft.content_hash
+        if digest in inserted and digest not in applied.inserted:  # new, and its first copy
+            applied.inserted[digest] = inserted[digest]
+            body.append(
+                (draft, BodySignal(draft_keys, placement, draft.occurred_at), inserted[digest])
+            )
+    if any(changes_identity(draft) for draft, _, _ in body):
+        _resolve(session, account_id, body_graph, traits, by_email, body, now, policy, applied)
+    for draft, signal, signal_id in body:
+        applied.new.append(store.NewSignal(signal_id, signal.placement.lead_id, draft))
+        if signal.placement.is_cold:
+            applied.cold.add(draft.content_hash)
+
+
+def _resolve(
+    session: Session,
+    account_id: int,
+    body_graph: Graph,
+    traits: dict[int, LeadTraits],
+    by_email: dict[str, int],
+    body: list[tuple[Draft, BodySignal, int]],
+    now: datetime,
+    policy: Policy,
+    applied: Applied,
+) -> None:
+    """Replay the new events in memory, then write what changed: leads of new emails first
+    (replay links to them), then the graph, the stored cold signals moved, and the body's
+    own signals that replay placed elsewhere than their insert did."""
+    first_seen: dict[str, datetime] = {}
+    for draft, _, _ in body:
+        email = _email(draft) if changes_identity(draft) else None
+        if email is not None and email not in by_email:
+            first_seen.setdefault(email, draft.occurred_at)
+    for email, lead_id in leads.create_for_emails(session, account_id, first_seen, now).items():
+        by_email[email] = lead_id
+        traits[lead_id] = LeadTraits({}, {}, None)
+    for lead_id, state in traits.items():
+        applied.deferred.preload(lead_id, state)
+    inserted_as = [signal.placement for _, signal, _ in body]
+    companies = _replay(body_graph, by_email, body, applied.deferred)
+    leads.record_companies(session, account_id, companies, now)
+    graph.write(session, account_id, body_graph, now)
+    moved = graph.rehydrate_stored(
+        session,
+        account_id,
+        body_graph.rehydrations,
+        [signal_id for _, _, signal_id in body],
         now,
         policy.rehydrate_timeout_ms,
     )
-    store.attach(session, account_id, cause_id, linked.lead_id, now)
-    applied.cold.discard(draft.content_hash)
-    span = leads.span_of_lead(session, account_id, linked.lead_id)
-    if span is not None:
-        applied.deferred.widen(linked.lead_id, *span)
+    for lead_id, (earliest, latest) in moved.items():
+        store.widen(applied.spans, lead_id, earliest, latest)
+    store.replace_placements(
+        session,
+        account_id,
+        [
+            (signal_id, signal.placement)
+            for (_, signal, signal_id), before in zip(body, inserted_as, strict=True)
+            if signal.placement != before
+        ],
+        now,
+    )
+    applied.blocked.extend(body_graph.blocked)
 
 
-def _previous_id_keys(draft: Draft) -> list[graph.Key]:
+def _replay(
+    body_graph: Graph,
+    by_email: dict[str, int],
+    body: Sequence[tuple[Draft, BodySignal, int]],
+    deferred: Deferred,
+) -> dict[str, dict[str, Any]]:
+    """Each event in body order, as if each had come alone: a plain event is placed by the
+    graph as the events before it left it; an identity event links, enriches and rehydrates.
+    Returns the traits of each group (company) the body names, the last call's winning."""
+    companies: dict[str, dict[str, Any]] = {}
+    seen: list[BodySignal] = []
+    for draft, signal, signal_id in body:
+        signal.placement = body_graph.place(signal.keys)
+        seen.append(signal)
+        if not changes_identity(draft):
+            continue
+        if _is(draft, "group") and (group_id := _group_id(draft)) is not None:
+            group_traits = draft.payload.get("traits") or {}
+            companies[group_id] = group_traits
+            lead_id = body_graph.lead_of(signal.keys)
+            if lead_id is not None:
+                name = group_traits.get("name")
+                deferred.record_group(lead_id, group_id, name if isinstance(name, str) else None)
+        traits = _traits(draft)
+        if _is(draft, "group") and not traits:
+            continue  # a group call links nobody; its company is recorded above
+        email = normalise_email(traits.get("email"))
+        linked = body_graph.link(_keys(draft), by_email.get(email) if email else None, signal_id)
+        if linked is None:
+            continue
+        cluster, lead_id = linked
+        if lead_id is None:
+            continue
+        if traits:
+            deferred.enrich_in_memory(lead_id, traits, draft.occurred_at)
+        move_cold_signals(seen, body_graph.rehydrate(cluster, lead_id, signal_id))
+        if signal.placement.lead_id != lead_id:
+            # The event that resolved the lead is on it, whatever identifiers it had.
+            signal.placement = Placement(lead_id, False, signal_id)
+    return companies
+
+
+def _keys(draft: Draft) -> list[Key]:
+    """The identifiers an event links: its own, and an alias's previousId."""
+    keys = graph.keys_of(draft)
+    if _is(draft, "alias"):
+        keys += _previous_id_keys(draft)
+    return keys
+
+
+def _previous_id_keys(draft: Draft) -> list[Key]:
     """alias(previousId -> userId): previousId may have been an anonymousId or a userId, and
     cold signals may carry it as either, so it links as both."""
     previous = draft.payload.get("previousId", draft.payload.get("previous_id"))
     if not isinstance(previous, str | int) or usable(str(previous)) is None:
         return []
     return [(graph.USER, str(previous)), (graph.ANONYMOUS, str(previous))]
-
-
-def _record_group(
-    session: Session, account_id: int, draft: Draft, now: datetime, deferred: Deferred
-) -> None:
-    group_id = _group_id(draft)
-    if group_id is None:
-        return
-    traits = draft.payload.get("traits") or {}
-    name = leads.record_company(session, account_id, group_id, traits, now)
-    keys = graph.keys_of(draft)
-    lead_id = graph.lead_of(keys, graph.lookup(session, account_id, keys))
-    if lead_id is not None:
-        deferred.record_group(lead_id, group_id, name)
 
 
 def _group_id(draft: Draft) -> str | None:
@@ -178,18 +287,32 @@ def _group_id(draft: Draft) -> str | None:
     return usable(str(group_id))
 
 
+def _traits(draft: Draft) -> dict[str, Any]:
+    """What an identity event tells of its lead: an identify's traits, and the lead fields a
+    mapping rule extracted."""
+    traits = traits_of(draft.payload) if _is(draft, "identify") else {}
+    if draft.match is not None:
+        traits = {**traits, **lead_traits(draft.match.fields)}
+    return traits
+
+
+def _email(draft: Draft) -> str | None:
+    return normalise_email(_traits(draft).get("email"))
+
+
 def forget_person(session: Session, account_id: int, draft: Draft, deferred: Deferred) -> None:
     """Segment's user-deletion request: the lead of that userId, its identities, its signals
     and the cold signals of its identifiers are deleted."""
     user_id = usable(draft.user_id)
     if user_id is None:
         return
-    known = graph.lookup(session, account_id, [(graph.USER, user_id)]).get((graph.USER, user_id))
-    keys: list[graph.Key] = [(graph.USER, user_id)]
+    found = graph.lookup(session, account_id, [(graph.USER, user_id)])
+    known = found.known((graph.USER, user_id))
+    keys: list[Key] = [(graph.USER, user_id)]
     lead_id = None
     if known is not None:
-        keys = graph.cluster_keys(session, account_id, known.cluster_id) or keys
-        lead_id = known.lead_id
+        keys = graph.cluster_keys(session, account_id, known.cluster) or keys
+        lead_id = found.lead_of_cluster(known.cluster)
     users = [value for kind, value in keys if kind == graph.USER]
     anonymous = [value for kind, value in keys if kind == graph.ANONYMOUS]
     deleted = leads.forget(session, account_id, lead_id, users, anonymous)
@@ -197,7 +320,7 @@ def forget_person(session: Session, account_id: int, draft: Draft, deferred: Def
     if lead_id is not None:
         deferred.deleted_leads.add(lead_id)
     if known is not None:
-        graph.forget_cluster(session, account_id, known.cluster_id)
+        graph.forget_cluster(session, account_id, known.cluster)
 
 
 def lock_identities(session: Session, account_id: int, drafts: Sequence[Draft]) -> None:
@@ -223,27 +346,11 @@ def lock_identities(session: Session, account_id: int, drafts: Sequence[Draft]) 
 
 def _reach(session: Session, account_id: int, drafts: Sequence[Draft]) -> set[int]:
     """The lock keys of everything the identity events may change, as the graph stands."""
-    keys: set[graph.Key] = set()
-    emails: set[str] = set()
-    for draft in drafts:
-        keys.update(graph.keys_of(draft))
-        if draft.event_type == "alias" and draft.source == "segment":
-            keys.update(_previous_id_keys(draft))
-        email = normalise_email(_traits(draft).get("email"))
-        if email is not None:
-            emails.add(email)
+    keys = {key for d in drafts for key in _keys(d)}
+    emails = {e for d in drafts if (e := _email(d)) is not None}
     members, lead_ids = graph.reach(session, account_id, keys, emails)
     return {
         *(locks.identity_key(account_id, kind, value) for kind, value in keys | members),
         *(locks.identity_key(account_id, locks.EMAIL, email) for email in emails),
         *(locks.identity_key(account_id, locks.LEAD, lead_id) for lead_id in lead_ids),
     }
-
-
-def _traits(draft: Draft) -> dict[str, Any]:
-    """What an identity event tells of its lead: an identify's traits, and the lead fields a
-    mapping rule extracted."""
-    traits = traits_of(draft.payload) if draft.event_type == "identify" else {}
-    if draft.match is not None:
-        traits = {**traits, **lead_traits(draft.match.fields)}
-    return traits

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -85,11 +85,9 @@ def store_body(
     drafts = map_and_lock(session, account_id, prepared.drafts)
     period_start, _ = store.period_of(now)
     attempt = session.begin_nested()
-    applied = _apply(session, account_id, drafts, now, policy)
+    applied = resolve.apply(session, account_id, drafts, now, policy)
     accepted = len(drafts)
-    if store.claim_usage(
-        session, account_id, period_start, len(applied.inserted), sender.signal_limit
-    ):
+    if _settle(session, sender, applied, period_start, now):
         attempt.commit()
     else:
         attempt.rollback()
@@ -98,13 +96,27 @@ def store_body(
             session, account_id, period_start, sender.signal_limit
         )
         accepted = _fitting(drafts, new_hashes, remaining)
-        applied = _apply(session, account_id, drafts[:accepted], now, policy)
-        if not store.claim_usage(
-            session, account_id, period_start, len(applied.inserted), sender.signal_limit
-        ):
+        applied = resolve.apply(session, account_id, drafts[:accepted], now, policy)
+        if not _settle(session, sender, applied, period_start, now):
             raise AssertionError("a locked counter refused what it had left")
-    applied.deferred.flush(session, account_id, now)
+    applied.deferred.flush(session, account_id)
+    if applied.blocked:
+        log.warning("identifiers blocked from linking (too many leads): %d", len(applied.blocked))
     return outcome_of(prepared, applied, accepted)
+
+
+def _settle(
+    session: Session, sender: Sender, applied: Applied, period_start: date, now: datetime
+) -> bool:
+    return store.settle(
+        session,
+        sender.account_id,
+        period_start,
+        sender.signal_limit,
+        applied.new,
+        applied.spans,
+        now,
+    )
 
 
 def _fitting(drafts: Sequence[Draft], new_hashes: Sequence[bytes], remaining: int) -> int:
@@ -143,29 +155,6 @@ def rules_version(session: Session, account_id: int) -> int:
 _RULES_VERSION = sa.select(accounts_table.c.rules_version).where(
     accounts_table.c.id == sa.bindparam("account_id")
 )
-
-
-def _apply(
-    session: Session, account_id: int, drafts: Sequence[Draft], now: datetime, policy: Policy
-) -> Applied:
-    """Store drafts in order: runs of plain events set-based, identity events one by one, so
-    that each event sees the identities of the events before it."""
-    applied = Applied()
-    run: list[Draft] = []
-    for draft in drafts:
-        if resolve.changes_identity(draft):
-            resolve.store_run(session, account_id, run, now, applied)
-            run = []
-            resolve.apply_identity_event(session, account_id, draft, now, policy, applied)
-        else:
-            run.append(draft)
-    resolve.store_run(session, account_id, run, now, applied)
-    if applied.cold and any(resolve.changes_identity(d) for d in drafts):
-        # An identify later in the body may have rehydrated signals stored cold before it.
-        applied.cold = store.still_cold(session, account_id, applied.cold)
-    if applied.blocked:
-        log.warning("identifiers blocked from linking (too many leads): %d", len(applied.blocked))
-    return applied
 
 
 def invalid_result(invalid: InvalidEvent) -> dict[str, Any]:

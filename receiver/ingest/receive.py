@@ -18,10 +18,9 @@ from werkzeug.datastructures import Headers
 
 from receiver.accounts import Sender, find_sender
 from receiver.config import Settings
-from receiver.db import run_on_driver, run_transaction
+from receiver.db import run_transaction
 from receiver.errors import BadRequest, PayloadTooLarge, ReceiverError, Unauthorized
 from receiver.identity.resolve import identity_policy
-from receiver.ingest import express
 from receiver.ingest.parse import parse_events
 from receiver.ingest.pipeline import Outcome, Prepared, invalid_result, prepare, store_body
 from receiver.ingest.segment import InvalidEvent
@@ -50,11 +49,6 @@ def receive(
         # A bad body from an unknown sender is answered 401: the key is checked first.
         run_transaction(engine, lambda session: _authenticate(session, api_key, check_secret))
         raise problem from None
-    if express.applies(engine.dialect.name, prepared):
-        lane = partial(express.store_body, api_key=api_key, check_secret=check_secret)
-        outcome = run_on_driver(engine, lambda c: lane(c, prepared=prepared, now=now))
-        if outcome is not None:
-            return outcome
     policy = identity_policy(settings)
 
     def general(session: Session) -> Outcome:

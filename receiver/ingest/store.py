@@ -4,25 +4,22 @@ every insert is ON CONFLICT DO NOTHING, never a read before a write."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
+from receiver.identity.replay import Placement
 from receiver.ingest.segment import Draft
-from receiver.models import signals_table, usage_table
+from receiver.models import leads_table, queue_table, signals_table, usage_table
 
-
-@dataclass(frozen=True, slots=True)
-class Placement:
-    """Where a new signal goes: onto a lead, into cold storage, or neither (generic)."""
-
-    lead_id: int | None
-    is_cold: bool
+GroupKey = tuple[str, str, str]
 
 
 def upsert(session: Session, table: sa.Table) -> Any:
@@ -70,21 +67,178 @@ def insert_signals(
     placements: Sequence[Placement],
     received_at: datetime,
 ) -> dict[bytes, int]:
-    """Insert the drafts in as few statements as the driver allows; returns the id of each
-    newly stored signal by content hash. Duplicates of stored signals are skipped."""
+    """Insert the placed drafts in one statement; returns the id of each newly stored signal
+    by content hash. Duplicates of stored signals are skipped."""
     if not drafts:
         return {}
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        inserted = connection.exec_driver_sql(
+            INSERT_SIGNALS, (account_id, signal_rows_json(drafts, placements), received_at)
+        )
+        return {bytes(digest): signal_id for signal_id, digest in inserted}
     rows = [
         {"account_id": account_id, "received_at": received_at, **signal_columns(d, p)}
         for d, p in zip(drafts, placements, strict=True)
     ]
-    inserted = session.connection().execute(prepared(session, _signal_insert), rows)
+    inserted = connection.execute(prepared(session, _signal_insert), rows)
     return {digest: signal_id for digest, signal_id in inserted}
+
+
+@dataclass(frozen=True, slots=True)
+class NewSignal:
+    """A signal this body stored, where it finally went, and its event."""
+
+    signal_id: int
+    lead_id: int | None
+    draft: Draft
+
+
+def settle(
+    session: Session,
+    account_id: int,
+    period_start: date,
+    limit: int,
+    new: Sequence[NewSignal],
+    spans: dict[int, tuple[datetime, datetime]],
+    now: datetime,
+) -> bool:
+    """Claim the month's usage for the new signals, then widen their leads' first and last
+    seen (and those of spans: leads that older signals moved onto), then count the unmapped
+    ones into the Signal Queue; in that order (identity/locks.py). False, with nothing
+    written, when they do not all fit in the month's limit.
+
+    Postgres: receiver_settle (sql/store.sql). SQLite: the same steps here, held to the same
+    results by tests/functional/test_stores_agree.py."""
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        return bool(
+            connection.exec_driver_sql(
+                SETTLE,
+                (account_id, period_start, limit, new_signals_json(new), spans_json(spans), now),
+            ).scalar_one()
+        )
+    if not claim_usage(session, account_id, period_start, len(new), limit):
+        return False
+    widened = dict(spans)
+    for signal in new:
+        if signal.lead_id is not None:
+            widen(widened, signal.lead_id, signal.draft.occurred_at, signal.draft.occurred_at)
+    for lead_id in sorted(widened):
+        widen_lead(session, account_id, lead_id, *widened[lead_id])
+    count_into_queue(session, account_id, [s.draft for s in new if s.draft.match is None], now)
+    return True
+
+
+def widen(
+    spans: dict[int, tuple[datetime, datetime]], lead_id: int, earliest: datetime, latest: datetime
+) -> None:
+    span = spans.get(lead_id)
+    spans[lead_id] = (
+        (earliest, latest) if span is None else (min(span[0], earliest), max(span[1], latest))
+    )
+
+
+def replace_placements(
+    session: Session, account_id: int, placements: Sequence[tuple[int, Placement]], now: datetime
+) -> None:
+    """Put signals of this transaction where identity resolution finally placed them."""
+    if not placements:
+        return
+    c = signals_table.c
+    session.execute(
+        sa.update(signals_table)
+        .where(c.account_id == account_id, c.id == sa.bindparam("signal_id"))
+        .values(
+            lead_id=sa.bindparam("new_lead_id"),
+            is_cold=sa.bindparam("new_is_cold"),
+            linked_by_signal_id=sa.bindparam("new_linked_by"),
+            linked_at=sa.bindparam("new_linked_at"),
+        ),
+        [
+            {
+                "signal_id": signal_id,
+                "new_lead_id": p.lead_id,
+                "new_is_cold": p.is_cold,
+                "new_linked_by": p.linked_by,
+                "new_linked_at": now if p.linked_by is not None else None,
+            }
+            for signal_id, p in placements
+        ],
+    )
 
 
 def signal_columns(draft: Draft, placement: Placement) -> dict[str, Any]:
     """A new signal's row, but for its account and when it was received."""
     return {**event_columns(draft), "lead_id": placement.lead_id, "is_cold": placement.is_cold}
+
+
+def signal_rows_json(drafts: Sequence[Draft], placements: Sequence[Placement]) -> str:
+    """The rows of receiver_insert_signals: a single parameter, serialised in one call and
+    read by Postgres in one pass, whatever the size of the body."""
+    return _json(
+        [
+            {**event_columns(d), "content_hash": d.content_hash.hex(), **_placed(p)}
+            for d, p in zip(drafts, placements, strict=True)
+        ]
+    )
+
+
+def _placed(placement: Placement) -> dict[str, Any]:
+    return {"lead_id": placement.lead_id, "is_cold": placement.is_cold}
+
+
+def new_signals_json(new: Sequence[NewSignal]) -> str:
+    return _json(
+        [
+            {
+                "id": s.signal_id,
+                "lead_id": s.lead_id,
+                "occurred_at": s.draft.occurred_at,
+                "rule_id": s.draft.match.rule_id if s.draft.match else None,
+                "source": s.draft.source,
+                "event_type": s.draft.event_type,
+                "event_name": s.draft.event_name,
+                "payload": s.draft.payload,
+            }
+            for s in new
+        ]
+    )
+
+
+def spans_json(spans: dict[int, tuple[datetime, datetime]]) -> str:
+    return _json(
+        [{"lead_id": lead, "earliest": e, "latest": latest} for lead, (e, latest) in spans.items()]
+    )
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value, default=_datetime_subclass).decode()
+
+
+def _datetime_subclass(value: Any) -> str:
+    # orjson writes datetimes itself, but not their subclasses (a frozen clock's, in tests).
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+INSERT_SIGNALS = "SELECT id, content_hash FROM receiver_insert_signals(%s, %s::jsonb, %s)"
+SETTLE = "SELECT receiver_settle(%s, %s, %s, %s::jsonb, %s::jsonb, %s)"
+
+
+def widen_lead(
+    session: Session, account_id: int, lead_id: int, earliest: datetime, latest: datetime
+) -> None:
+    c = leads_table.c
+    session.execute(
+        sa.update(leads_table)
+        .where(c.account_id == account_id, c.id == lead_id)
+        .values(
+            first_seen_at=sa.case((c.first_seen_at > earliest, earliest), else_=c.first_seen_at),
+            last_seen_at=sa.case((c.last_seen_at < latest, latest), else_=c.last_seen_at),
+        )
+    )
 
 
 def event_columns(draft: Draft) -> dict[str, Any]:
@@ -187,3 +341,64 @@ def still_cold(session: Session, account_id: int, hashes: set[bytes]) -> set[byt
         )
     )
     return set(rows.scalars())
+
+
+def group_key(source: str, event_type: str | None, event_name: str | None) -> GroupKey:
+    return (source, event_type or "", event_name or "")
+
+
+def count_into_queue(
+    session: Session, account_id: int, drafts: Sequence[Draft], now: datetime
+) -> None:
+    """Count newly stored unmapped signals into their groups (in key order: no deadlocks)."""
+    groups: dict[GroupKey, list[Any]] = {}
+    for draft in drafts:
+        key = group_key(draft.source, draft.event_type, draft.event_name)
+        if key in groups:
+            groups[key][0] += 1
+        else:
+            groups[key] = [1, draft.payload]
+    if not groups:
+        return
+    rows = [
+        {
+            "account_id": account_id,
+            "source": key[0],
+            "event_type": key[1],
+            "event_name": key[2],
+            "count": count,
+            "first_seen_at": now,
+            "last_seen_at": now,
+            "sample": sample,
+        }
+        for key, (count, sample) in sorted(groups.items())
+    ]
+    session.connection().execute(prepared(session, _count_into_groups), rows)
+
+
+def _count_into_groups(insert: Any) -> Any:
+    q = queue_table.c
+    statement = insert(queue_table)
+    return statement.on_conflict_do_update(
+        index_elements=[q.account_id, q.source, q.event_type, q.event_name],
+        set_={
+            "count": q.count + statement.excluded.count,
+            "last_seen_at": statement.excluded.last_seen_at,
+        },
+    )
+
+
+def take_out_of_queue(session: Session, account_id: int, keys: Iterable[GroupKey]) -> None:
+    """Take signals that left the queue (mapped or deleted) out of their groups' counts."""
+    q = queue_table.c
+    for (source, event_type, event_name), count in sorted(Counter(keys).items()):
+        session.execute(
+            sa.update(queue_table)
+            .where(
+                q.account_id == account_id,
+                q.source == source,
+                q.event_type == event_type,
+                q.event_name == event_name,
+            )
+            .values(count=q.count - count)
+        )

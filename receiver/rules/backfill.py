@@ -18,14 +18,12 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from receiver.db import run_transaction
-from receiver.identity import graph
 from receiver.identity import resolve as resolution
 from receiver.identity.locks import SHARED, lock_account
-from receiver.identity.resolve import Applied, Policy, lead_traits, resolve
+from receiver.identity.resolve import Policy
 from receiver.ingest.segment import Draft
-from receiver.ingest.store import mapping_columns
+from receiver.ingest.store import group_key, mapping_columns, widen_lead
 from receiver.models import rules_table, signals_table
-from receiver.rules import queue
 from receiver.rules.engine import CompiledRule, compile_rule
 
 log = logging.getLogger(__name__)
@@ -193,23 +191,11 @@ def _map_rows(
             for signal_id, draft in drafts
         ],
     )
-    applied = Applied()
+    applied = resolution.apply_stored(session, account_id, drafts, now, policy)
     applied.deferred.dequeued.update(
-        queue.group_key(d.source, d.event_type, d.event_name) for _, d in drafts
+        group_key(d.source, d.event_type, d.event_name) for _, d in drafts
     )
-    for signal_id, draft in drafts:
-        traits = lead_traits(draft.match.fields) if draft.match else {}
-        if traits:
-            resolve(
-                session,
-                account_id,
-                draft,
-                graph.keys_of(draft),
-                traits,
-                signal_id,
-                now,
-                policy,
-                applied,
-            )
-    applied.deferred.flush(session, account_id, now)
+    for lead_id in sorted(applied.spans):
+        widen_lead(session, account_id, lead_id, *applied.spans[lead_id])
+    applied.deferred.flush(session, account_id)
     return len(drafts)

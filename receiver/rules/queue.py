@@ -3,85 +3,20 @@ a summary table that ingestion maintains, so listing it costs no scan of the sig
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterable, Sequence
-from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from receiver.ingest.segment import Draft
-from receiver.ingest.store import prepared
 from receiver.models import queue_table
 from receiver.rules.paths import MISSING, resolve
 
-GroupKey = tuple[str, str, str]
 SUGGESTED_FIELDS = {
     "email": ("traits.email", "properties.email", "context.traits.email"),
     "name": ("traits.name", "properties.name", "context.traits.name"),
     "company": ("traits.company", "properties.company", "context.traits.company"),
     "title": ("traits.title", "properties.title", "context.traits.title"),
 }
-
-
-def group_key(source: str, event_type: str | None, event_name: str | None) -> GroupKey:
-    return (source, event_type or "", event_name or "")
-
-
-def record(session: Session, account_id: int, drafts: Sequence[Draft], now: datetime) -> None:
-    """Count newly stored unmapped signals into their groups (in key order: no deadlocks)."""
-    groups: dict[GroupKey, list[Any]] = {}
-    for draft in drafts:
-        key = group_key(draft.source, draft.event_type, draft.event_name)
-        if key in groups:
-            groups[key][0] += 1
-        else:
-            groups[key] = [1, draft.payload]
-    if not groups:
-        return
-    rows = [
-        {
-            "account_id": account_id,
-            "source": key[0],
-            "event_type": key[1],
-            "event_name": key[2],
-            "count": count,
-            "first_seen_at": now,
-            "last_seen_at": now,
-            "sample": sample,
-        }
-        for key, (count, sample) in sorted(groups.items())
-    ]
-    session.connection().execute(prepared(session, _count_into_groups), rows)
-
-
-def _count_into_groups(insert: Any) -> Any:
-    q = queue_table.c
-    statement = insert(queue_table)
-    return statement.on_conflict_do_update(
-        index_elements=[q.account_id, q.source, q.event_type, q.event_name],
-        set_={
-            "count": q.count + statement.excluded.count,
-            "last_seen_at": statement.excluded.last_seen_at,
-        },
-    )
-
-
-def forget(session: Session, account_id: int, keys: Iterable[GroupKey]) -> None:
-    """Take signals that left the queue (mapped or deleted) out of their groups' counts."""
-    q = queue_table.c
-    for (source, event_type, event_name), count in sorted(Counter(keys).items()):
-        session.execute(
-            sa.update(queue_table)
-            .where(
-                q.account_id == account_id,
-                q.source == source,
-                q.event_type == event_type,
-                q.event_name == event_name,
-            )
-            .values(count=q.count - count)
-        )
 
 
 def list_groups(
