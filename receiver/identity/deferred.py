@@ -46,18 +46,21 @@ class Deferred:
 
     def flush(self, session: Session, account_id: int) -> None:
         """Write everything held back, in the lock order: leads by id, then queue groups."""
-        changed = {lead_id for lead_id, state in self.traits.items() if state.changed}
-        for lead_id in sorted(changed | set(self.groups)):
-            if lead_id in self.deleted_leads:
-                continue
-            values: dict[str, Any] = {}
-            state = self.traits.get(lead_id)
-            if state is not None and state.changed:
+        changes = {}
+        for lead_id, state in self.traits.items():
+            if state.changed and lead_id not in self.deleted_leads:
                 fields = lead_fields(state.traits)
-                values = {"traits": state.traits, "trait_times": state.trait_times, **fields}
                 if fields["company"] is None:
-                    values["company"] = (
-                        state.company
-                    )  # from a group call, kept until traits name one
-            leads.write(session, account_id, lead_id, values, None, self.groups.get(lead_id))
+                    fields["company"] = state.company  # from a group call, until traits name one
+                changes[lead_id] = {
+                    "traits": state.traits,
+                    "trait_times": state.trait_times,
+                    **fields,
+                }
+        leads.write_traits(session, account_id, changes)
+        leads.write_companies(
+            session,
+            account_id,
+            {lead: g for lead, g in self.groups.items() if lead not in self.deleted_leads},
+        )
         store.take_out_of_queue(session, account_id, self.dequeued.elements())

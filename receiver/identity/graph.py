@@ -211,16 +211,35 @@ def write(session: Session, account_id: int, graph: Graph, now: datetime) -> Non
 def _insert_clusters(
     session: Session, account_id: int, new: dict[int, int | None], now: datetime
 ) -> dict[int, int]:
-    """The real id of each new cluster, by its temporary (negative) id."""
+    """The real id of each new cluster, by its temporary (negative) id: ids taken first, so
+    that the rows go in one statement whatever their number."""
     if not new:
         return {}
     temporary = sorted(new, reverse=True)
-    c = clusters_table.c
-    ids = session.execute(
-        sa.insert(clusters_table).returning(c.id, sort_by_parameter_order=True),
-        [{"account_id": account_id, "lead_id": new[t], "created_at": now} for t in temporary],
-    ).scalars()
+    ids = _cluster_ids(session, len(temporary))
+    session.execute(
+        sa.insert(clusters_table),
+        [
+            {"account_id": account_id, "id": cluster_id, "lead_id": new[t], "created_at": now}
+            for t, cluster_id in zip(temporary, ids, strict=True)
+        ],
+    )
     return dict(zip(temporary, ids, strict=True))
+
+
+def _cluster_ids(session: Session, count: int) -> list[int]:
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        return list(connection.execute(_NEXT_CLUSTER_IDS, {"count": count}).scalars())
+    # SQLite has one writing transaction at a time (BEGIN IMMEDIATE): the next ids are free.
+    last = connection.execute(sa.select(sa.func.max(clusters_table.c.id))).scalar() or 0
+    return list(range(last + 1, last + 1 + count))
+
+
+_NEXT_CLUSTER_IDS = sa.text(
+    "SELECT nextval(pg_get_serial_sequence('identity_clusters', 'id'))"
+    " FROM generate_series(1, :count)"
+)
 
 
 def rehydrate_stored(

@@ -50,35 +50,43 @@ def create_for_emails(
     return found
 
 
-def write(
-    session: Session,
-    account_id: int,
-    lead_id: int,
-    fields: dict[str, Any],
-    span: tuple[datetime, datetime] | None,
-    group: tuple[str, str | None] | None,
-) -> None:
-    """One lead's deferred changes (deferred.py): merged traits and the fields they give,
-    first and last seen widened to span, and the company of a group call, which fills the
-    lead's company only while its traits name none."""
+def write_traits(session: Session, account_id: int, changes: dict[int, dict[str, Any]]) -> None:
+    """Each lead's merged traits and the fields they give, in one statement, in id order."""
+    if not changes:
+        return
     c = leads_table.c
-    values: dict[str, Any] = dict(fields)
-    if span is not None:
-        earliest, latest = span
-        values["first_seen_at"] = sa.case(
-            (c.first_seen_at > earliest, earliest), else_=c.first_seen_at
-        )
-        values["last_seen_at"] = sa.case((c.last_seen_at < latest, latest), else_=c.last_seen_at)
-    if group is not None:
-        group_id, name = group
-        values["group_id"] = group_id
-        values["company"] = sa.func.coalesce(values.get("company"), c.company, name)
-    if values:
-        session.execute(
-            sa.update(leads_table)
-            .where(c.account_id == account_id, c.id == lead_id)
-            .values(**values)
-        )
+    names = sorted(next(iter(changes.values())))
+    session.execute(
+        sa.update(leads_table)
+        .where(c.account_id == account_id, c.id == sa.bindparam("lead_id"))
+        .values({name: sa.bindparam(f"new_{name}") for name in names}),
+        [
+            {"lead_id": lead_id, **{f"new_{name}": values[name] for name in names}}
+            for lead_id, values in sorted(changes.items())
+        ],
+    )
+
+
+def write_companies(
+    session: Session, account_id: int, groups: dict[int, tuple[str, str | None]]
+) -> None:
+    """The group each lead was last seen in; its company fills the lead's only while the
+    lead's traits name none. One statement, in lead id order."""
+    if not groups:
+        return
+    c = leads_table.c
+    session.execute(
+        sa.update(leads_table)
+        .where(c.account_id == account_id, c.id == sa.bindparam("lead_id"))
+        .values(
+            group_id=sa.bindparam("new_group_id"),
+            company=sa.func.coalesce(c.company, sa.bindparam("new_company")),
+        ),
+        [
+            {"lead_id": lead_id, "new_group_id": group_id, "new_company": name}
+            for lead_id, (group_id, name) in sorted(groups.items())
+        ],
+    )
 
 
 def record_companies(

@@ -64,6 +64,7 @@ class Graph:
     removed_clusters: set[int] = field(default_factory=set)
     rehydrations: list[Rehydration] = field(default_factory=list)
     blocked: list[Key] = field(default_factory=list)
+    _next_temporary: int = -1  # ids of new clusters until they are written
 
     def known(self, key: Key) -> Identifier | None:
         return self.identifiers.get(key)
@@ -128,7 +129,8 @@ class Graph:
         return self._new_cluster(None)
 
     def _new_cluster(self, lead_id: int | None) -> int:
-        cluster = -(len(self.new_clusters) + 1)
+        cluster = self._next_temporary
+        self._next_temporary -= 1
         self.new_clusters[cluster] = lead_id
         self.cluster_leads[cluster] = lead_id
         if lead_id is not None:

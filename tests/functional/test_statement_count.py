@@ -1,0 +1,55 @@
+"""A body's identity events are resolved set-based: the statements a body costs do not grow
+with the number of identifies in it (issue: a batch of 1,000 with 150 identifies)."""
+
+from __future__ import annotations
+
+import uuid
+
+import orjson
+import pytest
+import sqlalchemy as sa
+
+from tests.builders import identify, track
+
+
+def mixed_body(identifies: int, size: int = 1_000) -> list[dict]:
+    """Tracks and identifies of distinct returning visitors, some of them known already."""
+    body = []
+    for n in range(size):
+        visitor = f"count-{n % 400}-{uuid.uuid4().hex[:6]}" if n % 3 else f"known-{n % 50}"
+        if n < identifies:
+            body.append(
+                identify(f"{visitor}@example.com", anonymousId=visitor, userId=f"u-{visitor}")
+            )
+        else:
+            body.append(track(anonymousId=visitor))
+    return body
+
+
+def statements_for(client, engine, api_key: str, body: list[dict]) -> int:
+    executed = []
+
+    def count(*_args) -> None:
+        executed.append(1)
+
+    sa.event.listen(engine, "before_cursor_execute", count)
+    try:
+        response = client.post(f"/webhook/{api_key}", data=orjson.dumps(body))
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", count)
+    assert response.status_code == 200, response.json
+    return len(executed)
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_statements_of_a_body_do_not_grow_with_its_identifies(client, engine, account):
+    # Known visitors first, so that identifies also merge into clusters on leads.
+    client.post(
+        f"/webhook/{account.api_key}",
+        data=orjson.dumps(
+            [identify(f"known-{n}@example.com", anonymousId=f"known-{n}") for n in range(50)]
+        ),
+    )
+    few = statements_for(client, engine, account.api_key, mixed_body(identifies=10))
+    many = statements_for(client, engine, account.api_key, mixed_body(identifies=150))
+    assert many == few
