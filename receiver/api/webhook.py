@@ -13,6 +13,7 @@ from flask_smorest import Blueprint
 from sqlmodel import Session
 
 from receiver.accounts import Sender, find_sender
+from receiver.api.refusals import refuse_unusable_api_key, secret_refusal
 from receiver.config import current_settings
 from receiver.db import engine_of, run_on_driver, run_transaction
 from receiver.errors import BadRequest, OverLimit, PayloadTooLarge, ReceiverError, Unauthorized
@@ -123,6 +124,7 @@ def receive(api_key: str | None, default_type: str | None = None) -> Response:
     now = datetime.now(UTC)
     engine = engine_of(current_app)
     policy = identity_policy(current_settings())
+    refuse_unusable_api_key(api_key)
     try:
         prepared, problem = parse(raw, now, default_type), None
     except ReceiverError as error:
@@ -180,10 +182,7 @@ def authenticate(session: Session, api_key: str | None, raw: bytes) -> Sender:
 
 def check_secret(secret: str | None, raw: bytes) -> None:
     if secret is not None and not secret_presented(secret, request.headers, raw):
-        raise Unauthorized(
-            "This API key needs its secret: send X-Api-Secret, or an "
-            "X-Signature HMAC-SHA1 of the body keyed with the secret."
-        )
+        raise Unauthorized(secret_refusal(request.headers))
 
 
 def parse(raw: bytes, now: datetime, default_type: str | None) -> Prepared:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import orjson
+import pytest
+
+from receiver.api import refusals
 from tests.builders import identify, track
+from tests.conftest import make_account
 from tests.functional.test_admin_api import auth, send, wait_for_backfill
 
 
@@ -56,3 +61,48 @@ def test_a_generic_webhooks_suggestion_offers_only_its_email(client, account):
     groups = client.get("/admin/queue", headers=auth(account)).json["groups"]
     webhook = next(g for g in groups if g["source"] == "webhook")
     assert webhook["suggested_rule"]["fields"] == {"email": "email"}
+
+
+def test_a_webhook_refusal_says_whether_the_key_is_missing_unknown_or_an_admin_token(
+    client, account
+):
+    body = orjson.dumps(track())
+    missing = client.post("/v1/batch", data=body)
+    assert (missing.status_code, missing.json["message"]) == (401, refusals.NO_API_KEY)
+    token = client.post(f"/webhook/{account.admin_token}", data=body)
+    assert token.json["message"] == refusals.ADMIN_TOKEN_AS_API_KEY
+    revoked = client.post(f"/webhook/{account.api_key[:-3]}abc", data=body)
+    assert revoked.json["message"] == "Unknown or revoked API key."
+
+
+def test_a_missing_secret_and_a_wrong_one_get_different_messages(client, engine):
+    account = make_account(engine, secret="s3cret-value")
+    url, body = f"/webhook/{account.api_key}", orjson.dumps(track())
+    missing = client.post(url, data=body)
+    assert (missing.status_code, missing.json["message"]) == (401, refusals.NO_SECRET)
+    wrong = client.post(url, data=body, headers={"X-Api-Secret": "not-the-secret"})
+    assert (wrong.status_code, wrong.json["message"]) == (401, refusals.WRONG_SECRET)
+    right = client.post(url, data=body, headers={"X-Api-Secret": "s3cret-value"})
+    assert right.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("authorization", "message"),
+    [
+        (None, refusals.NO_ADMIN_TOKEN),
+        ("Basic abc", refusals.NO_ADMIN_TOKEN),
+        ("Bearer {api_key}", refusals.API_KEY_AS_ADMIN_TOKEN),
+        ("Bearer nonsense", refusals.NOT_AN_ADMIN_TOKEN),
+        ("Bearer {admin_token}x", "Unknown or revoked admin token."),
+    ],
+)
+def test_an_admin_refusal_says_what_is_wrong_with_the_token(
+    client, account, authorization, message
+):
+    headers = {}
+    if authorization is not None:
+        headers["Authorization"] = authorization.format(
+            api_key=account.api_key, admin_token=account.admin_token
+        )
+    response = client.get("/admin/rules", headers=headers)
+    assert (response.status_code, response.json["message"]) == (401, message)
