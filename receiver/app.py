@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import partial
 
 from apispec.ext.marshmallow import MarshmallowPlugin
-from flask import Flask, request
+from flask import Flask, Response, request
 from flask_smorest import Api
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.routing import IntegerConverter, Map
@@ -67,7 +67,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         api.register_blueprint(blueprint)
     app.register_blueprint(health.bp)
     # After Api(app), which registers error handlers of its own: ours give the JSON shape.
-    errors.init_app(app, settings.retry_after_unavailable_s)
+    errors.init_app(app, settings.retry_after_unavailable_s, settings.max_body_bytes)
+    app.after_request(_no_content_type_without_content)
     cli.init_app(app)
     return app
 
@@ -75,3 +76,10 @@ def create_app(settings: Settings | None = None) -> Flask:
 def _refuse_body_over(limit: int) -> None:
     if len(request.get_data()) > limit:
         raise RequestEntityTooLarge()
+
+
+def _no_content_type_without_content(response: Response) -> Response:
+    # A 204 has no body, so no type; Flask gives every response text/html by default.
+    if response.status_code == 204:
+        response.headers.pop("Content-Type", None)
+    return response

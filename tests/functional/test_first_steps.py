@@ -6,6 +6,8 @@ import orjson
 import pytest
 
 from receiver.api import refusals
+from receiver.app import create_app
+from receiver.config import Settings
 from tests.builders import identify, track
 from tests.conftest import make_account
 from tests.functional.test_admin_api import auth, send, wait_for_backfill
@@ -106,3 +108,30 @@ def test_an_admin_refusal_says_what_is_wrong_with_the_token(
         )
     response = client.get("/admin/rules", headers=headers)
     assert (response.status_code, response.json["message"]) == (401, message)
+
+
+def test_a_wrong_method_is_405_with_allow_and_a_message_naming_the_methods(client, account):
+    response = client.get(f"/webhook/{account.api_key}")
+    assert response.status_code == 405
+    assert {"POST", "PUT", "PATCH"} <= set(response.headers["Allow"].split(", "))
+    assert response.json["message"] == "GET is not allowed here: use PATCH or POST or PUT."
+
+
+def test_an_unknown_path_is_a_json_404_without_werkzeugs_text(client):
+    response = client.get("/nowhere")
+    assert response.status_code == 404 and response.is_json
+    assert "manually" not in response.json["message"]
+    assert "/openapi.json" in response.json["message"]
+
+
+def test_a_413_states_the_limit(database_url):
+    app = create_app(Settings(database_url=database_url, max_body_bytes=1_000))
+    response = app.test_client().post("/webhook/rk_1_" + "a" * 30, data=b" " * 2_000)
+    assert response.status_code == 413
+    assert "1000 bytes" in response.json["message"]
+
+
+def test_a_204_has_no_content_type(client, account):
+    rule = client.post("/admin/rules", json={"name": "r"}, headers=auth(account)).json
+    response = client.delete(f"/admin/rules/{rule['id']}", headers=auth(account))
+    assert response.status_code == 204 and "Content-Type" not in response.headers
