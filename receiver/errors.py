@@ -44,6 +44,11 @@ class PayloadTooLarge(ReceiverError):
     status = 413
 
 
+class UnsupportedMediaType(ReceiverError):
+    status = 415
+    message = "Send the body as JSON, with the header Content-Type: application/json."
+
+
 class OverLimit(ReceiverError):
     status = 429
 

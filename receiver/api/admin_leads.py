@@ -9,6 +9,7 @@ from flask_smorest import Blueprint
 from sqlmodel import Session
 
 from receiver.api.admin_auth import account_id, require_admin
+from receiver.api.json_body import require_json_body
 from receiver.api.schemas import LeadArgsSchema, LeadDetailArgsSchema, LeadListSchema, LeadSchema
 from receiver.db import get_session
 from receiver.errors import NotFound
@@ -19,6 +20,7 @@ blp = Blueprint(
     "leads", __name__, url_prefix="/admin/leads", description="Leads and their history."
 )
 blp.before_request(require_admin)
+blp.before_request(require_json_body)
 LEAD, LEAD_LIST = LeadSchema(), LeadListSchema()
 
 

@@ -135,3 +135,16 @@ def test_a_204_has_no_content_type(client, account):
     rule = client.post("/admin/rules", json={"name": "r"}, headers=auth(account)).json
     response = client.delete(f"/admin/rules/{rule['id']}", headers=auth(account))
     assert response.status_code == 204 and "Content-Type" not in response.headers
+
+
+@pytest.mark.parametrize("content_type", [None, "application/x-www-form-urlencoded", "text/plain"])
+def test_an_admin_body_not_sent_as_json_is_415_saying_to_send_json(client, account, content_type):
+    headers = auth(account) | ({"Content-Type": content_type} if content_type else {})
+    response = client.post("/admin/rules", data=b'{"name": "Demo"}', headers=headers)
+    assert response.status_code == 415
+    assert "Content-Type: application/json" in response.json["message"]
+    assert client.get("/admin/rules", headers=auth(account)).json == []
+
+
+def test_a_new_key_without_a_body_needs_no_content_type(client, account):
+    assert client.post("/admin/keys", headers=auth(account)).status_code == 201
