@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from werkzeug.datastructures import Headers
+
 from receiver.credentials import ADMIN_TOKEN_KIND, API_KEY_KIND, Credential, parse_credential
 from receiver.errors import Unauthorized
 from receiver.ingest.signature import SIGNATURE_HEADERS
@@ -59,7 +61,7 @@ def admin_token_of(authorization: str) -> Credential:
     return credential
 
 
-def secret_refusal(headers: Mapping[str, str]) -> str:
+def secret_refusal(headers: Headers | Mapping[str, str]) -> str:
     """The message for a request that did not show its key's secret."""
     sent = ("X-Api-Secret", *SIGNATURE_HEADERS)
     return WRONG_SECRET if any(headers.get(name) is not None for name in sent) else NO_SECRET

@@ -148,3 +148,35 @@ def test_an_admin_body_not_sent_as_json_is_415_saying_to_send_json(client, accou
 
 def test_a_new_key_without_a_body_needs_no_content_type(client, account):
     assert client.post("/admin/keys", headers=auth(account)).status_code == 201
+
+
+@pytest.mark.parametrize(
+    ("rule", "field", "words"),
+    [
+        ({"conditions": [{"field": "a", "op": "gt", "value": "abc"}]}, "conditions", "number"),
+        ({"conditions": [{"field": "a", "op": "lte", "value": True}]}, "conditions", "number"),
+        ({"conditions": [{"field": "a", "op": "in", "value": "x"}]}, "conditions", "list"),
+        ({"conditions": [{"field": "a", "op": "contains", "value": 3}]}, "conditions", "string"),
+        ({"conditions": [{"field": "a", "op": "matches", "value": "(a"}]}, "conditions", "RE2"),
+        ({"event_type": "trak"}, "event_type", "Segment's types"),
+    ],
+)
+def test_a_rule_that_could_never_match_is_422_saying_why(client, account, rule, field, words):
+    response = client.post("/admin/rules", json={"name": "r", **rule}, headers=auth(account))
+    assert response.status_code == 422
+    assert words in str(response.json["errors"][field])
+
+
+def test_a_rule_with_gt_maps_a_number_sent_as_a_string(client, account):
+    rule = {
+        "name": "Big teams",
+        "event_name": "Form Submitted",
+        "conditions": [{"field": "properties.employees", "op": "gt", "value": 100}],
+        "signal": {"name": "Big Team", "score": 5},
+    }
+    preview = client.post(
+        "/admin/rules/preview",
+        json={"rule": rule, "payload": track("Form Submitted", properties={"employees": "250"})},
+        headers=auth(account),
+    )
+    assert preview.status_code == 200 and preview.json["matches"] is True
