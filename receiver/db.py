@@ -8,7 +8,6 @@ from contextlib import contextmanager
 from importlib import resources
 from typing import Any, TypeVar
 
-import orjson
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
@@ -16,6 +15,7 @@ from flask import Flask, current_app, g
 from sqlalchemy import exc
 from sqlmodel import Session
 
+from receiver import exact_json
 from receiver.config import Settings
 
 log = logging.getLogger(__name__)
@@ -24,10 +24,6 @@ T = TypeVar("T")
 # Deadlocks and serialization failures are resolved by running the transaction again.
 RETRYABLE_SQLSTATES = {"40001", "40P01"}
 TRANSACTION_ATTEMPTS = 3
-
-
-def _json_dumps(value: Any) -> str:
-    return orjson.dumps(value).decode()
 
 
 def make_engine(settings: Settings) -> sa.Engine:
@@ -47,8 +43,8 @@ def make_engine(settings: Settings) -> sa.Engine:
         pool_timeout=settings.db_pool_timeout_s,
         # Statement parameters hold payloads and emails: errors and logs must not.
         hide_parameters=True,
-        json_serializer=_json_dumps,
-        json_deserializer=orjson.loads,
+        json_serializer=exact_json.dumps_text,
+        json_deserializer=exact_json.loads,
     )
 
 
@@ -57,8 +53,8 @@ def _sqlite_engine(url: sa.URL) -> sa.Engine:
         url,
         connect_args={"timeout": 10, "check_same_thread": False},
         hide_parameters=True,
-        json_serializer=_json_dumps,
-        json_deserializer=orjson.loads,
+        json_serializer=exact_json.dumps_text,
+        json_deserializer=exact_json.loads,
     )
 
     @sa.event.listens_for(engine, "connect")

@@ -6,12 +6,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 from marshmallow import Schema as BaseSchema
 from marshmallow import ValidationError, pre_load, validates_schema
 from marshmallow import fields as f
 from marshmallow.validate import Length, OneOf, Range, Regexp
 
+from receiver import exact_json
 from receiver.accounts import SECRET_MAX_LENGTH, SECRET_MIN_LENGTH
 from receiver.ingest.segment import SEGMENT_TYPES
 from receiver.rules.operators import NO_VALUE, OPERATORS, compile_pattern
@@ -23,12 +23,10 @@ TEXT_OPERATORS = frozenset({"contains", "starts_with", "ends_with", "matches"})
 
 
 def unstorable(value: Any) -> str | None:
-    """Why a JSON value cannot be stored as it is (the store holds no NUL character in text
-    and no integer past 64 bits), or None."""
+    """Why a JSON value cannot be stored as it is (the store holds no NUL character in text;
+    integers of any size are kept, see exact_json), or None."""
     if isinstance(value, str):
         return "NUL characters are not allowed." if "\x00" in value else None
-    if isinstance(value, int) and not isinstance(value, bool):
-        return None if -(2**63) <= value < 2**64 else "Integers must fit in 64 bits."
     if isinstance(value, dict):
         return next(filter(None, (unstorable(k) or unstorable(v) for k, v in value.items())), None)
     if isinstance(value, list):
@@ -68,7 +66,7 @@ class ConditionSchema(Schema):
     @validates_schema
     def _value_fits_the_operator(self, data: dict[str, Any], **_: Any) -> None:
         op, value = data.get("op"), data.get("value")
-        if len(orjson.dumps(value)) > MAX_VALUE_JSON_BYTES:
+        if len(exact_json.dumps(value)) > MAX_VALUE_JSON_BYTES:
             raise ValidationError("Too large.", "value")
         if op == "matches":
             try:

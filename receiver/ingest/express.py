@@ -26,12 +26,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import orjson
 import psycopg
 from cachetools import LRUCache
 from psycopg.rows import dict_row
 from sqlalchemy.dialects.postgresql import psycopg as postgresql_psycopg
 
+from receiver import exact_json
 from receiver.credentials import API_KEY_KIND, Credential, parse_credential
 from receiver.errors import Unauthorized
 from receiver.identity import resolve
@@ -163,7 +163,7 @@ def _read_state(connection: psycopg.Connection, key: Credential) -> KeyState:
 def _rows(drafts: Sequence[Draft]) -> str:
     """The signals to insert as one JSON array: a single parameter, serialised in one call
     and read by Postgres in one pass, whatever the size of the body."""
-    return orjson.dumps(
+    return exact_json.dumps(
         [
             {
                 **store.event_columns(d),

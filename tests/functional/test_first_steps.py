@@ -11,6 +11,7 @@ from receiver.config import Settings
 from tests.builders import identify, track
 from tests.conftest import make_account
 from tests.functional.test_admin_api import auth, send, wait_for_backfill
+from tests.functional.test_webhook import BOTH_STORES
 
 
 def group(**overrides):
@@ -180,3 +181,22 @@ def test_a_rule_with_gt_maps_a_number_sent_as_a_string(client, account):
         headers=auth(account),
     )
     assert preview.status_code == 200 and preview.json["matches"] is True
+
+
+@BOTH_STORES
+def test_an_integer_past_64_bits_is_stored_and_shown_exactly(client, account):
+    big = 123456789012345678901234567890
+    body = orjson.dumps([identify("big@example.com", anonymousId="a-big")])
+    body = body.replace(b'"traits":{', b'"traits":{"n":%d,' % big)
+    later = orjson.dumps(track(anonymousId="a-big", properties={"n": 1})).replace(
+        b'"n":1', b'"n":%d' % (big + 1)
+    )
+    for sent in (body, later):
+        assert client.post(f"/webhook/{account.api_key}", data=sent).status_code == 200
+    lead = client.get("/admin/leads?email=big@example.com", headers=auth(account)).json
+    numbers = {
+        s["event_type"]: (s["payload"].get("traits") or s["payload"]["properties"])["n"]
+        for s in lead["signals"]
+    }
+    assert numbers == {"identify": big, "track": big + 1}
+    assert lead["traits"]["n"] == big
