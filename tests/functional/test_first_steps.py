@@ -200,3 +200,27 @@ def test_an_integer_past_64_bits_is_stored_and_shown_exactly(client, account):
     }
     assert numbers == {"identify": big, "track": big + 1}
     assert lead["traits"]["n"] == big
+
+
+def alias(previous_id, user_id, message_id):
+    return {
+        "type": "alias",
+        "previousId": previous_id,
+        "userId": user_id,
+        "messageId": message_id,
+        "timestamp": "2026-11-01T10:06:00.000Z",
+    }
+
+
+@BOTH_STORES
+def test_an_alias_previous_id_shows_once_in_the_leads_identities(client, account):
+    send(client, account, track(anonymousId="a-prev"))
+    send(client, account, alias("a-prev", "u-new", "m-alias"))
+    send(client, account, alias("u-old", "u-new", "m-alias-2"))
+    send(client, account, identify("alias@example.com", anonymousId=None, userId="u-new"))
+    lead = client.get("/admin/leads?email=alias@example.com", headers=auth(account)).json
+    assert [(i["kind"], i["value"]) for i in lead["identities"]] == [
+        ("anonymous_id", "a-prev"),
+        ("previous_id", "u-old"),
+        ("user_id", "u-new"),
+    ]
