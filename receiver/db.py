@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib import resources
@@ -194,17 +195,31 @@ def upgrade_schema(engine: sa.Engine, echo: Callable[[str], None]) -> None:
         command.upgrade(config, "head")
         revision = connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
         echo(f"schema: at revision {revision}")
+        views = (
+            "views: signal_feed, lead_summary, cold_storage, blocked_identifiers, "
+            "message_id_conflicts (re)created"
+        )
         if connection.dialect.name == "postgresql":
             connection.exec_driver_sql(sql_file("views.sql"))
-            echo(
-                "views: signal_feed, lead_summary, cold_storage, blocked_identifiers, "
-                "message_id_conflicts (re)created"
-            )
+            echo(views)
             connection.exec_driver_sql(sql_file("store_plain.sql"))
             echo("functions: receiver_store_plain (re)created")
         else:
-            echo("views: skipped (the analyst views are Postgres only)")
+            for statement in sqlite_statements(sql_file("views_sqlite.sql")):
+                connection.exec_driver_sql(statement)
+            echo(views)
 
 
 def sql_file(name: str) -> str:
     return resources.files("receiver").joinpath("sql", name).read_text()
+
+
+def sqlite_statements(script: str) -> Iterator[str]:
+    """The statements of a script one by one: sqlite3 runs one per call, and its
+    executescript would commit the migration's transaction half-way."""
+    statement = ""
+    for line in script.splitlines(keepends=True):
+        statement += line
+        if sqlite3.complete_statement(statement):
+            yield statement
+            statement = ""
