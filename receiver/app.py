@@ -10,7 +10,7 @@ from flask_smorest import Api
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.routing import IntegerConverter, Map
 
-from receiver import cli, db, errors, logs
+from receiver import cli, content_encoding, db, errors, logs
 from receiver.api import admin_account, admin_leads, admin_queue, admin_rules, health, webhook
 from receiver.api.schemas import schema_name
 from receiver.config import Settings
@@ -48,6 +48,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     # hands on what it read, cut short, as if whole: let it read one byte past the limit, so
     # that a longer body shows and is refused.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
+    app.wsgi_app = content_encoding.DecodeBodies(  # type: ignore[method-assign]
+        app.wsgi_app, settings.max_body_bytes
+    )
+    app.before_request(lambda: content_encoding.refuse_undecodable_body(request.environ))
     app.before_request(partial(_refuse_body_over, settings.max_body_bytes))
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["receiver.settings"] = settings

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+
 import orjson
 import pytest
 
@@ -224,3 +226,39 @@ def test_an_alias_previous_id_shows_once_in_the_leads_identities(client, account
         ("previous_id", "u-old"),
         ("user_id", "u-new"),
     ]
+
+
+def test_a_gzip_body_is_read_decompressed(client, account):
+    event = track()
+    response = client.post(
+        f"/webhook/{account.api_key}",
+        data=gzip.compress(orjson.dumps({"batch": [event]})),
+        headers={"Content-Encoding": "gzip"},
+    )
+    assert response.status_code == 200
+    assert response.json["results"] == [{"status": "cold", "messageId": event["messageId"]}]
+
+
+@pytest.mark.parametrize(
+    ("body", "encoding", "status", "words"),
+    [
+        (b'{"type": "track"}', "gzip", 400, "not valid gzip"),
+        (gzip.compress(b'{"type": "track"}')[:-12], "gzip", 400, "cut short"),
+        (b'{"type": "track"}', "br", 415, "gzip"),
+    ],
+)
+def test_a_body_that_cannot_be_decoded_says_why(client, account, body, encoding, status, words):
+    response = client.post(
+        f"/webhook/{account.api_key}", data=body, headers={"Content-Encoding": encoding}
+    )
+    assert response.status_code == status and words in response.json["message"]
+
+
+def test_a_gzip_body_that_decompresses_past_the_limit_is_413(database_url):
+    app = create_app(Settings(database_url=database_url, max_body_bytes=10_000))
+    small = gzip.compress(b"[" + b" " * 1_000_000 + b"]")
+    assert len(small) < 10_000
+    response = app.test_client().post(
+        "/webhook/rk_1_" + "a" * 30, data=small, headers={"Content-Encoding": "gzip"}
+    )
+    assert response.status_code == 413 and "10000 bytes" in response.json["message"]
