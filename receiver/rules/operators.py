@@ -1,5 +1,6 @@
-"""The condition operators of CONTRACT section 3. `matches` uses RE2, whose matching time is
-linear in the input, so no admin-supplied pattern can stall ingestion."""
+"""The condition operators of mapping rules (docs/reference.md, "Rule conditions"). `matches`
+uses RE2, whose matching time is linear in the input, so no admin-supplied pattern can stall
+ingestion."""
 
 from __future__ import annotations
 

@@ -48,7 +48,7 @@ SELECT
     COALESCE(agg.score, 0) AS score,
     COALESCE(agg.first_seen_at, l.first_seen_at) AS first_seen_at,
     COALESCE(agg.last_seen_at, l.last_seen_at) AS last_seen_at
-    -- CONTRACT section 4's score_recent goes here when views.sql has it, computed in agg.
+    -- lead_summary's score_recent goes here when views.sql has it, computed in agg.
 FROM leads l
 LEFT JOIN (
     SELECT s.account_id, s.lead_id, count(*) AS signal_count, sum(s.score) AS score,

@@ -231,7 +231,8 @@ def test_webhooks_destination_batch_is_stored_once_and_its_redelivery_is_all_dup
     server, node
 ):
     # Segment signs a batch with the HMAC of its first event alone (extendRequest signs
-    # payload[0].data), which the receiver accepts for a JSON array (CONTRACT section 2).
+    # payload[0].data), which the receiver accepts for a JSON array (docs/reference.md,
+    # "Authentication").
     account = create_account(server.database_url, "--secret", "S3cret-e2e")
     who = visitor()
     code, printed, stderr = run_node(
