@@ -52,7 +52,7 @@ class DecodeBodies:
                 "or compressed with gzip."
             )
         limit = self.max_body_bytes
-        stream = get_input_stream(environ, safe_fallback=False)
+        stream = get_input_stream(environ)
         decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
         out = bytearray()
         read = 0

@@ -16,15 +16,14 @@ from tests.functional.test_admin_api import auth, send, wait_for_backfill
 from tests.functional.test_webhook import BOTH_STORES
 
 
-def group(**overrides):
+def group(message_id):
     return {
         "type": "group",
-        "userId": overrides.pop("userId", "u-ada"),
+        "userId": "u-ada",
         "groupId": "g-1",
-        "messageId": overrides.pop("messageId", None) or f"m-group-{id(overrides)}",
+        "messageId": message_id,
         "traits": {"name": "Analytical Engines Ltd", "email": "billing@engines.example"},
         "timestamp": "2026-11-01T11:00:00.000Z",
-        **overrides,
     }
 
 
@@ -35,13 +34,13 @@ def suggestion_for(client, account, event_type):
 
 def test_a_groups_suggested_rule_maps_its_name_to_the_company_never_the_person(client, account):
     send(client, account, identify(userId="u-ada", anonymousId="a-ada"))
-    send(client, account, group(messageId="m-g1"))
+    send(client, account, group("m-g1"))
     suggested = suggestion_for(client, account, "group")
     assert suggested["fields"] == {"company": "traits.name"}
     rule = client.post("/admin/rules", json=suggested, headers=auth(account))
     assert rule.status_code == 201
     wait_for_backfill(client, account, rule.json["id"])
-    send(client, account, group(messageId="m-g2"))
+    send(client, account, group("m-g2"))
     lead = client.get("/admin/leads?email=ada@example.com", headers=auth(account)).json
     assert (lead["name"], lead["company"]) == ("Ada Lovelace", "Analytical Engines Ltd")
 
