@@ -5,12 +5,12 @@ from __future__ import annotations
 from functools import partial
 
 from apispec.ext.marshmallow import MarshmallowPlugin
-from flask import Flask, request
+from flask import Flask, Response, request
 from flask_smorest import Api
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.routing import IntegerConverter, Map
 
-from receiver import cli, db, errors, logs
+from receiver import cli, content_encoding, db, errors, logs
 from receiver.api import admin_account, admin_leads, admin_queue, admin_rules, health, webhook
 from receiver.api.schemas import schema_name
 from receiver.config import Settings
@@ -48,6 +48,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     # hands on what it read, cut short, as if whole: let it read one byte past the limit, so
     # that a longer body shows and is refused.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
+    app.wsgi_app = content_encoding.DecodeBodies(  # type: ignore[method-assign]
+        app.wsgi_app, settings.max_body_bytes
+    )
+    app.before_request(lambda: content_encoding.refuse_undecodable_body(request.environ))
     app.before_request(partial(_refuse_body_over, settings.max_body_bytes))
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["receiver.settings"] = settings
@@ -67,7 +71,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         api.register_blueprint(blueprint)
     app.register_blueprint(health.bp)
     # After Api(app), which registers error handlers of its own: ours give the JSON shape.
-    errors.init_app(app, settings.retry_after_unavailable_s)
+    errors.init_app(app, settings.retry_after_unavailable_s, settings.max_body_bytes)
+    app.after_request(_no_content_type_without_content)
     cli.init_app(app)
     return app
 
@@ -75,3 +80,10 @@ def create_app(settings: Settings | None = None) -> Flask:
 def _refuse_body_over(limit: int) -> None:
     if len(request.get_data()) > limit:
         raise RequestEntityTooLarge()
+
+
+def _no_content_type_without_content(response: Response) -> Response:
+    # A 204 has no body, so no type; Flask gives every response text/html by default.
+    if response.status_code == 204:
+        response.headers.pop("Content-Type", None)
+    return response

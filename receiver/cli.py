@@ -10,7 +10,7 @@ from flask import Flask, current_app
 from flask.cli import FlaskGroup, with_appcontext
 from werkzeug.serving import run_simple
 
-from receiver import accounts, db, retention
+from receiver import accounts, db, logs, retention
 from receiver.config import current_settings
 
 
@@ -131,7 +131,7 @@ def serve_command(host: str, port: int) -> None:
     else:
         click.echo("accounts exist; `receiver create-account NAME` makes another")
     # app.run() does nothing under the flask CLI, which this command is part of.
-    run_simple(host, port, app, threaded=True)
+    run_simple(host, port, app, threaded=True, request_handler=logs.DevRequestHandler)
 
 
 def init_app(app: Flask) -> None:
@@ -151,8 +151,25 @@ def _create_app() -> Flask:
     return create_app()
 
 
-main = FlaskGroup(
-    create_app=_create_app,
-    add_default_commands=False,
-    help="Identity-resolution webhook receiver and signal store.",
-)
+class ReceiverGroup(FlaskGroup):
+    """The `receiver` command: Flask's group for its app context, without Flask's own options
+    (`--app`, `--env-file`, `--debug`: the app is this one, settings come from the
+    environment) and with the receiver's version."""
+
+    FLASK_OPTIONS = frozenset({"app", "env_file", "debug"})
+
+    def __init__(self) -> None:
+        super().__init__(
+            create_app=_create_app,
+            add_default_commands=False,
+            add_version_option=False,
+            load_dotenv=False,
+            help="Identity-resolution webhook receiver and signal store.",
+        )
+        self.params = [p for p in self.params if p.name not in self.FLASK_OPTIONS]
+        click.version_option(
+            package_name="receiver", prog_name="receiver", message="%(prog)s %(version)s"
+        )(self)
+
+
+main = ReceiverGroup()

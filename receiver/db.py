@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 import random
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib import resources
 from typing import Any, TypeVar
 
-import orjson
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
@@ -18,6 +18,7 @@ from flask import Flask, current_app, g
 from sqlalchemy import exc
 from sqlmodel import Session
 
+from receiver import exact_json
 from receiver.config import Settings
 from receiver.errors import StoreUnavailable
 
@@ -41,10 +42,6 @@ class StoreBusy(StoreUnavailable):
     )
 
 
-def _json_dumps(value: Any) -> str:
-    return orjson.dumps(value).decode()
-
-
 def make_engine(settings: Settings) -> sa.Engine:
     url = sa.make_url(settings.database_url)
     if url.get_backend_name() == "sqlite":
@@ -62,8 +59,8 @@ def make_engine(settings: Settings) -> sa.Engine:
         pool_timeout=settings.db_pool_timeout_s,
         # Statement parameters hold payloads and emails: errors and logs must not.
         hide_parameters=True,
-        json_serializer=_json_dumps,
-        json_deserializer=orjson.loads,
+        json_serializer=exact_json.dumps_text,
+        json_deserializer=exact_json.loads,
     )
 
 
@@ -72,8 +69,8 @@ def _sqlite_engine(url: sa.URL) -> sa.Engine:
         url,
         connect_args={"timeout": 10, "check_same_thread": False},
         hide_parameters=True,
-        json_serializer=_json_dumps,
-        json_deserializer=orjson.loads,
+        json_serializer=exact_json.dumps_text,
+        json_deserializer=exact_json.loads,
     )
 
     @sa.event.listens_for(engine, "connect")
@@ -218,17 +215,31 @@ def upgrade_schema(engine: sa.Engine, echo: Callable[[str], None]) -> None:
         command.upgrade(config, "head")
         revision = connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
         echo(f"schema: at revision {revision}")
+        views = (
+            "views: signal_feed, lead_summary, cold_storage, blocked_identifiers, "
+            "message_id_conflicts (re)created"
+        )
         if connection.dialect.name == "postgresql":
             connection.exec_driver_sql(sql_file("views.sql"))
-            echo(
-                "views: signal_feed, lead_summary, cold_storage, blocked_identifiers, "
-                "message_id_conflicts (re)created"
-            )
+            echo(views)
             connection.exec_driver_sql(sql_file("store.sql"))
             echo("functions: receiver_insert_signals, receiver_settle (re)created")
         else:
-            echo("views: skipped (the analyst views are Postgres only)")
+            for statement in sqlite_statements(sql_file("views_sqlite.sql")):
+                connection.exec_driver_sql(statement)
+            echo(views)
 
 
 def sql_file(name: str) -> str:
     return resources.files("receiver").joinpath("sql", name).read_text()
+
+
+def sqlite_statements(script: str) -> Iterator[str]:
+    """The statements of a script one by one: sqlite3 runs one per call, and its
+    executescript would commit the migration's transaction half-way."""
+    statement = ""
+    for line in script.splitlines(keepends=True):
+        statement += line
+        if sqlite3.complete_statement(statement):
+            yield statement
+            statement = ""

@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, jsonify, request
 from sqlalchemy import exc
-from werkzeug.exceptions import HTTPException
+from werkzeug import exceptions as werkzeug_exceptions
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,11 @@ class PayloadTooLarge(ReceiverError):
     status = 413
 
 
+class UnsupportedMediaType(ReceiverError):
+    status = 415
+    message = "Send the body as JSON, with the header Content-Type: application/json."
+
+
 class OverLimit(ReceiverError):
     status = 429
 
@@ -61,7 +67,27 @@ def error_response(
     return response
 
 
-def init_app(app: Flask, retry_after_unavailable_s: int) -> None:
+def _routing_error(error: HTTPException, max_body_bytes: int) -> tuple[str, dict[str, str]]:
+    """Werkzeug's own errors, given a message that says what to do instead of its HTML-era
+    text ("If you entered the URL manually...")."""
+    if isinstance(error, MethodNotAllowed):
+        allowed = sorted(set(error.valid_methods or ()) - {"HEAD", "OPTIONS"})
+        return (
+            f"{request.method} is not allowed here: use {' or '.join(allowed)}.",
+            {"Allow": ", ".join(error.valid_methods or ())},
+        )
+    if isinstance(error, werkzeug_exceptions.NotFound):
+        return "No such path: /openapi.json lists the paths of this receiver.", {}
+    if isinstance(error, werkzeug_exceptions.RequestEntityTooLarge):
+        return (
+            f"Body larger than this receiver's limit of {max_body_bytes} bytes "
+            "(MAX_BODY_BYTES): send smaller batches.",
+            {},
+        )
+    return error.description or error.name, {}
+
+
+def init_app(app: Flask, retry_after_unavailable_s: int, max_body_bytes: int) -> None:
     unavailable_headers = {"Retry-After": str(retry_after_unavailable_s)}
 
     @app.errorhandler(ReceiverError)
@@ -74,9 +100,6 @@ def init_app(app: Flask, retry_after_unavailable_s: int) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException) -> Response:
         status = error.code or 500
-        message = error.description or error.name
-        if status == 413:
-            message = "Body larger than the limit of this receiver."
         # webargs (behind flask-smorest) puts field-level messages, by location, on data.
         located = (getattr(error, "data", None) or {}).get("messages")
         if located:
@@ -84,7 +107,8 @@ def init_app(app: Flask, retry_after_unavailable_s: int) -> None:
             for problems in located.values():
                 fields.update(problems if isinstance(problems, dict) else {"_schema": problems})
             return error_response(status, "Invalid request: see `errors`.", errors=fields)
-        return error_response(status, message)
+        message, headers = _routing_error(error, max_body_bytes)
+        return error_response(status, message, headers)
 
     @app.errorhandler(exc.OperationalError)
     @app.errorhandler(exc.InterfaceError)

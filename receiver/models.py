@@ -228,7 +228,7 @@ class Company(SQLModel, table=True):
 
 
 class Rule(SQLModel, table=True):
-    """A mapping rule (CONTRACT section 3), with the progress of its backfill."""
+    """A mapping rule (docs/reference.md, "Admin API"), with the progress of its backfill."""
 
     __tablename__ = "rules"
 

@@ -13,6 +13,7 @@ from sqlmodel import col, select
 
 from receiver.accounts import create_api_key
 from receiver.api.admin_auth import account_id, require_admin
+from receiver.api.json_body import require_json_body
 from receiver.api.schemas import (
     ColdStorageSchema,
     ConflictSchema,
@@ -34,6 +35,7 @@ blp = Blueprint(
     description="Plan usage, API keys, and reports for admins.",
 )
 blp.before_request(require_admin)
+blp.before_request(require_json_body)
 
 
 @blp.route("/usage", methods=["GET"])

@@ -6,18 +6,15 @@ import sqlalchemy as sa
 from flask import g, request
 from sqlmodel import col
 
-from receiver.credentials import ADMIN_TOKEN_KIND, parse_credential
 from receiver.db import get_session
 from receiver.errors import Unauthorized
 from receiver.models import AdminToken
+from receiver.refusals import admin_token_of
 
 
 def require_admin() -> None:
     """before_request of every admin blueprint: sets g.account_id, or answers 401."""
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    credential = parse_credential(token.strip(), ADMIN_TOKEN_KIND)
-    if scheme.lower() != "bearer" or credential is None:
-        raise Unauthorized("Send Authorization: Bearer <admin token>.")
+    credential = admin_token_of(request.headers.get("Authorization", ""))
     found = (
         get_session()
         .execute(

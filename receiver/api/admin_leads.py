@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -9,6 +10,7 @@ from flask_smorest import Blueprint
 from sqlmodel import Session
 
 from receiver.api.admin_auth import account_id, require_admin
+from receiver.api.json_body import require_json_body
 from receiver.api.schemas import LeadArgsSchema, LeadDetailArgsSchema, LeadListSchema, LeadSchema
 from receiver.db import get_session
 from receiver.errors import NotFound
@@ -19,6 +21,7 @@ blp = Blueprint(
     "leads", __name__, url_prefix="/admin/leads", description="Leads and their history."
 )
 blp.before_request(require_admin)
+blp.before_request(require_json_body)
 LEAD, LEAD_LIST = LeadSchema(), LeadListSchema()
 
 
@@ -110,7 +113,45 @@ def _lead_detail(session: Session, lead_id: int | None, signals_limit: int) -> d
         .all()
     )
     totals = _totals(session, [lead["id"]])[lead["id"]]
-    return {**lead, **totals, "identities": identities, "signals": signals}
+    shown = _each_identifier_once(session, lead["id"], identities)
+    return {**lead, **totals, "identities": shown, "signals": signals}
+
+
+def _each_identifier_once(
+    session: Session, lead_id: int, identities: Sequence[Any]
+) -> list[dict[str, Any]]:
+    """An alias's previousId may be an anonymousId or an earlier userId, so the graph links it
+    as both. It is shown once: as the kind the lead's events carried it as, or as
+    `previous_id` when none did. A value that events carried as both kinds shows both."""
+    kinds: dict[str, list[Any]] = {}
+    for identity in identities:
+        kinds.setdefault(identity["value"], []).append(identity)
+    twice = [value for value, rows in kinds.items() if len(rows) > 1]
+    seen = _kinds_carried(session, lead_id, twice) if twice else {}
+    shown = []
+    for value, rows in kinds.items():
+        if len(rows) == 1:
+            shown.append(dict(rows[0]))
+            continue
+        blocked_at = next((r["blocked_at"] for r in rows if r["blocked_at"]), None)
+        for kind in sorted(seen.get(value) or {"previous_id"}):
+            shown.append({"kind": kind, "value": value, "blocked_at": blocked_at})
+    return sorted(shown, key=lambda identity: (identity["kind"], identity["value"]))
+
+
+def _kinds_carried(session: Session, lead_id: int, values: list[str]) -> dict[str, set[str]]:
+    """Of values, which the lead's signals carried as anonymousId and which as userId."""
+    s = signals_table.c
+    carried: dict[str, set[str]] = {}
+    for kind, column in (("anonymous_id", s.anonymous_id), ("user_id", s.user_id)):
+        found = session.execute(
+            sa.select(column)
+            .distinct()
+            .where(s.account_id == account_id(), s.lead_id == lead_id, column.in_(values))
+        ).scalars()
+        for value in found:
+            carried.setdefault(value, set()).add(kind)
+    return carried
 
 
 def _totals(session: Session, lead_ids: list[int]) -> dict[int, dict[str, int]]:

@@ -7,6 +7,7 @@ from typing import Any
 from flask_smorest import Blueprint
 
 from receiver.api.admin_auth import account_id, require_admin
+from receiver.api.json_body import require_json_body
 from receiver.api.schemas import PageArgsSchema, QueueSchema
 from receiver.db import get_session
 from receiver.rules import queue
@@ -18,6 +19,7 @@ blp = Blueprint(
     description="Unmapped signals grouped by source, event type and event name.",
 )
 blp.before_request(require_admin)
+blp.before_request(require_json_body)
 
 
 @blp.route("", methods=["GET"], strict_slashes=False)

@@ -9,6 +9,7 @@ from flask import Response, current_app
 from flask_smorest import Blueprint
 
 from receiver.api.admin_auth import account_id, require_admin
+from receiver.api.json_body import require_json_body
 from receiver.api.schemas import PreviewResultSchema, PreviewSchema, RuleSchema
 from receiver.config import current_settings
 from receiver.db import engine_of, get_session
@@ -27,6 +28,7 @@ blp = Blueprint(
     description="Mapping rules: turn queued events into named, scored signals.",
 )
 blp.before_request(require_admin)
+blp.before_request(require_json_body)
 
 
 @blp.route("", methods=["GET"], strict_slashes=False)

@@ -6,28 +6,27 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 from marshmallow import Schema as BaseSchema
 from marshmallow import ValidationError, pre_load, validates_schema
 from marshmallow import fields as f
 from marshmallow.validate import Length, OneOf, Range, Regexp
 
+from receiver import exact_json
 from receiver.accounts import SECRET_MAX_LENGTH, SECRET_MIN_LENGTH
+from receiver.ingest.segment import SEGMENT_TYPES
 from receiver.rules.operators import NO_VALUE, OPERATORS, compile_pattern
 from receiver.rules.paths import is_valid_path
 
 MAX_VALUE_JSON_BYTES = 10_000
 COMPARISONS = frozenset({"gt", "gte", "lt", "lte"})
-TEXT_OPERATORS = frozenset({"starts_with", "ends_with", "matches"})
+TEXT_OPERATORS = frozenset({"contains", "starts_with", "ends_with", "matches"})
 
 
 def unstorable(value: Any) -> str | None:
-    """Why a JSON value cannot be stored as it is (the store holds no NUL character in text
-    and no integer past 64 bits), or None."""
+    """Why a JSON value cannot be stored as it is (the store holds no NUL character in text;
+    integers of any size are kept, see exact_json), or None."""
     if isinstance(value, str):
         return "NUL characters are not allowed." if "\x00" in value else None
-    if isinstance(value, int) and not isinstance(value, bool):
-        return None if -(2**63) <= value < 2**64 else "Integers must fit in 64 bits."
     if isinstance(value, dict):
         return next(filter(None, (unstorable(k) or unstorable(v) for k, v in value.items())), None)
     if isinstance(value, list):
@@ -67,7 +66,7 @@ class ConditionSchema(Schema):
     @validates_schema
     def _value_fits_the_operator(self, data: dict[str, Any], **_: Any) -> None:
         op, value = data.get("op"), data.get("value")
-        if len(orjson.dumps(value)) > MAX_VALUE_JSON_BYTES:
+        if len(exact_json.dumps(value)) > MAX_VALUE_JSON_BYTES:
             raise ValidationError("Too large.", "value")
         if op == "matches":
             try:
@@ -78,10 +77,9 @@ class ConditionSchema(Schema):
             raise ValidationError(f"`{op}` needs a string.", "value")
         elif op == "in" and not isinstance(value, list):
             raise ValidationError("`in` needs a list.", "value")
-        elif op in COMPARISONS and (
-            isinstance(value, bool) or not isinstance(value, int | float | str)
-        ):
-            raise ValidationError(f"`{op}` needs a number or a string.", "value")
+        elif op in COMPARISONS and (isinstance(value, bool) or not isinstance(value, int | float)):
+            # The event's side may be a string holding a number (operators.as_number).
+            raise ValidationError(f"`{op}` needs a number, such as 3 or 2.5.", "value")
         elif op in NO_VALUE and value is not None:
             raise ValidationError(f"`{op}` takes no value.", "value")
 
@@ -104,7 +102,13 @@ class RuleSchema(Schema):
     enabled = f.Boolean(load_default=True)
     priority = f.Integer(load_default=0, validate=Range(-1_000_000, 1_000_000))
     source = f.String(allow_none=True, load_default=None, validate=OneOf(["segment", "webhook"]))
-    event_type = f.String(allow_none=True, load_default=None, validate=Length(1, 100))
+    event_type = f.String(
+        allow_none=True,
+        load_default=None,
+        validate=OneOf(
+            sorted(SEGMENT_TYPES), error="One of Segment's types: {choices}; or null for any."
+        ),
+    )
     event_name = f.String(allow_none=True, load_default=None, validate=Length(1, 500))
     conditions = f.List(f.Nested(ConditionSchema), load_default=list, validate=Length(max=50))
     # Not `fields`: that name belongs to Schema itself.

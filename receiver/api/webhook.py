@@ -1,4 +1,5 @@
-"""POST /webhook/<api_key>, and every other door Segment's senders use (CONTRACT section 2)."""
+"""POST /webhook/<api_key>, and every other door Segment's senders use (docs/reference.md,
+"Ingestion")."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from receiver.ingest.receive import receive as ingest
 from receiver.ingest.store import period_of
 
 log = logging.getLogger(__name__)
-bp = Blueprint("webhook", __name__, description="Ingestion of Segment events (CONTRACT section 2).")
+bp = Blueprint("webhook", __name__, description="Ingestion of Segment events.")
 
 # Segment's Webhooks (Actions) destination lets users pick the method and follows no redirects.
 METHODS = ["POST", "PUT", "PATCH"]
@@ -57,8 +58,12 @@ EVENTS_DOC: dict[str, Any] = {
             "`{received, stored, duplicates, results}`."
         },
         "400": {"description": "Not JSON, no valid event."},
-        "401": {"description": "Unknown or revoked key, or a missing secret."},
-        "413": {"description": "Body over the limit."},
+        "401": {
+            "description": "No key, an admin token in its place, an unknown or revoked key, "
+            "or a missing or wrong secret: the message says which."
+        },
+        "413": {"description": "Body over the limit (the message states it)."},
+        "415": {"description": "A Content-Encoding other than gzip."},
         "429": {"description": "The month's limit is reached (Retry-After)."},
         "503": {"description": "The store is unavailable (Retry-After)."},
     },

@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 
+from receiver import exact_json
 from receiver.errors import BadRequest
 
 _WHITESPACE = b" \t\r\n"
@@ -18,12 +19,12 @@ def parse_events(raw: bytes) -> tuple[list[Any], bool]:
     """The events of a body (one object, an array, or {"batch": [...]}) and whether it was a
     batch. Anything that is not JSON a sender could mean is a BadRequest."""
     try:
-        body = orjson.loads(raw)
+        body = exact_json.loads(raw)
     except orjson.JSONDecodeError as error:
         raise BadRequest(f"Body is not valid JSON (UTF-8, no NaN or Infinity): {error}") from None
     try:
         # The serializer refuses nesting past 254 levels: the same bound applies when storing.
-        orjson.dumps(body)
+        exact_json.dumps(body)
     except orjson.JSONEncodeError:
         raise BadRequest("Body is nested too deeply.") from None
     if isinstance(body, dict) and isinstance(body.get("batch"), list):

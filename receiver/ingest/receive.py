@@ -25,11 +25,7 @@ from receiver.ingest.parse import parse_events
 from receiver.ingest.pipeline import Outcome, Prepared, invalid_result, prepare, store_body
 from receiver.ingest.segment import InvalidEvent
 from receiver.ingest.signature import secret_presented
-
-MISSING_SECRET = (
-    "This API key needs its secret: send X-Api-Secret, or an "
-    "X-Signature HMAC-SHA1 of the body keyed with the secret."
-)
+from receiver.refusals import refuse_unusable_api_key, secret_refusal
 
 
 def receive(
@@ -42,6 +38,7 @@ def receive(
     default_type: str | None = None,
 ) -> Outcome:
     """Store the body's events; raises a ReceiverError for what the sender must be told."""
+    refuse_unusable_api_key(api_key)
     check_secret = partial(_check_secret, headers=headers, raw=raw)
     try:
         prepared = parse(raw, now, settings, default_type)
@@ -83,4 +80,4 @@ def _authenticate(
 
 def _check_secret(secret: str | None, headers: Headers | Mapping[str, str], raw: bytes) -> None:
     if secret is not None and not secret_presented(secret, headers, raw):
-        raise Unauthorized(MISSING_SECRET)
+        raise Unauthorized(secret_refusal(headers))

@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
+from receiver import exact_json
 from receiver.identity.replay import Placement
 from receiver.ingest.segment import Draft
 from receiver.models import leads_table, queue_table, signals_table, usage_table
@@ -213,7 +213,7 @@ def spans_json(spans: dict[int, tuple[datetime, datetime]]) -> str:
 
 
 def _json(value: Any) -> str:
-    return orjson.dumps(value, default=_datetime_subclass).decode()
+    return exact_json.dumps(value, default=_datetime_subclass).decode()
 
 
 def _datetime_subclass(value: Any) -> str:

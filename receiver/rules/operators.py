@@ -1,5 +1,6 @@
-"""The condition operators of CONTRACT section 3. `matches` uses RE2, whose matching time is
-linear in the input, so no admin-supplied pattern can stall ingestion."""
+"""The condition operators of mapping rules (docs/reference.md, "Rule conditions"). `matches`
+uses RE2, whose matching time is linear in the input, so no admin-supplied pattern can stall
+ingestion."""
 
 from __future__ import annotations
 
@@ -11,6 +12,10 @@ import re2
 from receiver.rules.paths import MISSING
 
 MAX_PATTERN_LENGTH = 1_000
+# RE2 writes each pattern it cannot parse to stderr (through absl, with a banner about
+# absl::InitializeLog): the admin gets the error in the answer, the server log stays clean.
+_QUIET = re2.Options()
+_QUIET.log_errors = False
 Operator = Callable[[Any, Any], bool]
 
 
@@ -18,10 +23,24 @@ def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _comparable(actual: Any, expected: Any) -> bool:
-    return (_number(actual) and _number(expected)) or (
-        isinstance(actual, str) and isinstance(expected, str)
-    )
+# A decimal number written as text, as form fields send them: "250", "-2.5", "1e3".
+_NUMERIC_TEXT = re2.compile(r"^\s*-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?\s*$")
+
+
+def as_number(value: Any) -> int | float | None:
+    """The number a comparison reads in an event's value: a JSON number, or a string that
+    holds one (senders often put numbers in strings); None for anything else."""
+    if _number(value):
+        return value  # type: ignore[no-any-return]
+    if isinstance(value, str) and len(value) < 400 and _NUMERIC_TEXT.match(value):
+        text = value.strip()
+        return float(text) if any(c in text for c in ".eE") else int(text)
+    return None
+
+
+def _compare(actual: Any, expected: Any, holds_for: Callable[[Any, Any], bool]) -> bool:
+    number = as_number(actual)
+    return number is not None and _number(expected) and holds_for(number, expected)
 
 
 def _equal(actual: Any, expected: Any) -> bool:
@@ -42,9 +61,12 @@ def compile_pattern(pattern: Any) -> Any:
     if not isinstance(pattern, str) or len(pattern) > MAX_PATTERN_LENGTH:
         raise ValueError(f"a pattern is a string of at most {MAX_PATTERN_LENGTH} characters")
     try:
-        return re2.compile(pattern)
+        return re2.compile(pattern, options=_QUIET)
     except re2.error as error:
-        raise ValueError(f"invalid regular expression: {error}") from None
+        reason = error.args[0] if error.args else b""
+        if isinstance(reason, bytes):
+            reason = reason.decode("utf-8", "replace")
+        raise ValueError(f"Invalid regular expression (RE2 syntax): {reason}.") from None
 
 
 OPERATORS: dict[str, Operator] = {
@@ -57,10 +79,10 @@ OPERATORS: dict[str, Operator] = {
     "exists": lambda a, e: True,
     "not_exists": lambda a, e: False,
     "in": lambda a, e: isinstance(e, list) and any(_equal(a, item) for item in e),
-    "gt": lambda a, e: _comparable(a, e) and a > e,
-    "gte": lambda a, e: _comparable(a, e) and a >= e,
-    "lt": lambda a, e: _comparable(a, e) and a < e,
-    "lte": lambda a, e: _comparable(a, e) and a <= e,
+    "gt": lambda a, e: _compare(a, e, lambda x, y: x > y),
+    "gte": lambda a, e: _compare(a, e, lambda x, y: x >= y),
+    "lt": lambda a, e: _compare(a, e, lambda x, y: x < y),
+    "lte": lambda a, e: _compare(a, e, lambda x, y: x <= y),
 }
 NO_VALUE = frozenset({"exists", "not_exists"})
 

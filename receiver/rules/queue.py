@@ -11,11 +11,43 @@ from sqlmodel import Session
 from receiver.models import queue_table
 from receiver.rules.paths import MISSING, resolve
 
-SUGGESTED_FIELDS = {
-    "email": ("traits.email", "properties.email", "context.traits.email"),
-    "name": ("traits.name", "properties.name", "context.traits.name"),
-    "company": ("traits.company", "properties.company", "context.traits.company"),
-    "title": ("traits.title", "properties.title", "context.traits.title"),
+# Where each lead field is found, per Segment call, first path first. An identify's traits
+# are the person's; a group's traits are the company's (its `name` is the company name, its
+# `email` the company's), so the person's fields come from `context.traits` only; a track's or
+# page's properties are the event's (a page's `name` is the page's, a product's `name` the
+# product's), so only fields that cannot mean anything else are read from them.
+_PERSON_IN_CONTEXT = {
+    "email": ("context.traits.email",),
+    "name": ("context.traits.name",),
+    "first_name": ("context.traits.first_name", "context.traits.firstName"),
+    "last_name": ("context.traits.last_name", "context.traits.lastName"),
+    "company": ("context.traits.company.name", "context.traits.company"),
+    "title": ("context.traits.title",),
+}
+_FROM_PROPERTIES = {
+    "email": ("properties.email", *_PERSON_IN_CONTEXT["email"]),
+    "name": _PERSON_IN_CONTEXT["name"],
+    "first_name": ("properties.first_name", "properties.firstName", "context.traits.first_name"),
+    "last_name": ("properties.last_name", "properties.lastName", "context.traits.last_name"),
+    "company": ("properties.company", *_PERSON_IN_CONTEXT["company"]),
+    "title": ("properties.title", *_PERSON_IN_CONTEXT["title"]),
+}
+SUGGESTED_FIELDS: dict[str | None, dict[str, tuple[str, ...]]] = {
+    "identify": {
+        "email": ("traits.email", "context.traits.email"),
+        "name": ("traits.name",),
+        "first_name": ("traits.first_name", "traits.firstName"),
+        "last_name": ("traits.last_name", "traits.lastName"),
+        "company": ("traits.company.name", "traits.company"),
+        "title": ("traits.title",),
+    },
+    "group": {**_PERSON_IN_CONTEXT, "company": ("traits.name",)},
+    "track": _FROM_PROPERTIES,
+    "page": _FROM_PROPERTIES,
+    "screen": _FROM_PROPERTIES,
+    "alias": _PERSON_IN_CONTEXT,
+    # A generic webhook's JSON has no known meaning: an email is the one field worth offering.
+    None: {"email": ("email", "properties.email", "traits.email")},
 }
 
 
@@ -52,9 +84,11 @@ def _group(row: Any) -> dict[str, Any]:
 def suggest_rule(
     source: str, event_type: str | None, event_name: str | None, sample: Any
 ) -> dict[str, Any]:
-    """A rule that maps this group, with the fields its sample holds already mapped."""
+    """A rule that maps this group, with the lead fields its sample holds already mapped as
+    that kind of Segment call means them (SUGGESTED_FIELDS); an unknown type suggests none."""
     fields = {}
-    for name, paths in SUGGESTED_FIELDS.items():
+    known = SUGGESTED_FIELDS.get(event_type if source == "segment" else None)
+    for name, paths in (known or {}).items():
         found = next((path for path in paths if resolve(sample, path) is not MISSING), None)
         if found is not None:
             fields[name] = found

@@ -1,5 +1,8 @@
--- The analyst views of CONTRACT section 4. `receiver init-db` recreates them on every run, so
--- this file is their one definition. Column names are a promise; new columns go at the end.
+-- The analyst views (docs/reference.md, "Analyst views"). `receiver init-db` recreates them on
+-- every run, so this file is their one definition on Postgres. Column names are a promise; new
+-- columns go at the end.
+-- views_sqlite.sql defines them for SQLite, column for column: a column added here goes there
+-- too (tests/functional/test_views_on_both_stores.py compares the two).
 
 DROP VIEW IF EXISTS signal_feed;
 CREATE VIEW signal_feed AS

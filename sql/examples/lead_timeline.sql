@@ -1,4 +1,5 @@
 -- A lead's timeline, newest first: every signal on the lead, and why it is there.
+-- The same on SQLite (sql/examples/sqlite/ holds the queries that differ there).
 -- psql: -v account_id=1 -v email="'ada@example.com'"
 SELECT f.occurred_at, f.event_type, f.event_name, f.mapped_name, f.score, f.anonymous_id,
        f.user_id, f.properties, f.linked_by_signal_id

@@ -116,6 +116,27 @@ def test_python_library_session_ends_on_the_lead(server, route, sync_mode):
     assert_session_on_the_lead(server.database_url, account, who["email"], message_ids)
 
 
+def test_python_library_with_gzip_on_ends_on_the_lead(server):
+    account = create_account(server.database_url)
+    errors: list[BaseException] = []
+    client = Client(
+        write_key=account["api_key"],
+        host=server.url,
+        gzip=True,  # Content-Encoding: gzip on every batch
+        on_error=lambda error, batch: errors.append(error),
+        timeout=5,
+        max_retries=0,
+        max_total_backoff_duration=1,
+    )
+    who = visitor()
+    try:
+        message_ids = send_python_session(client, who)
+    finally:
+        client.shutdown()
+    assert errors == []
+    assert_session_on_the_lead(server.database_url, account, who["email"], message_ids)
+
+
 # --- Node: @segment/analytics-node and the Webhooks (Actions) destination --------------------
 
 
@@ -210,7 +231,8 @@ def test_webhooks_destination_batch_is_stored_once_and_its_redelivery_is_all_dup
     server, node
 ):
     # Segment signs a batch with the HMAC of its first event alone (extendRequest signs
-    # payload[0].data), which the receiver accepts for a JSON array (CONTRACT section 2).
+    # payload[0].data), which the receiver accepts for a JSON array (docs/reference.md,
+    # "Authentication").
     account = create_account(server.database_url, "--secret", "S3cret-e2e")
     who = visitor()
     code, printed, stderr = run_node(

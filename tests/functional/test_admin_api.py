@@ -1,4 +1,4 @@
-"""CONTRACT section 3 through the Flask test client, on Postgres."""
+"""The admin API (docs/reference.md) through the Flask test client, on Postgres."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""CONTRACT section 2 through the Flask test client, on Postgres (and SQLite where marked)."""
+"""Ingestion (docs/reference.md) through the Flask test client, on Postgres (and SQLite where
+marked)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,1 @@
+../receiver/sql/views_sqlite.sql
