@@ -118,58 +118,6 @@ def run_transaction(engine: sa.Engine, work: Callable[[Session], T]) -> T:
     raise AssertionError("unreachable")
 
 
-def run_on_driver(engine: sa.Engine, work: Callable[[Any], T]) -> T:
-    """Run work on the driver's own connection (psycopg) in autocommit, each statement a
-    transaction of its own: for the hot path, which cannot afford a Session per request.
-    The driver's errors come out as SQLAlchemy's, with run_transaction's retries, so
-    callers and error pages see one family."""
-    dbapi_error = engine.dialect.loaded_dbapi.Error
-    for attempt in range(1, TRANSACTION_ATTEMPTS + 1):
-        pooled = None
-        try:
-            pooled = engine.raw_connection()
-            connection = pooled.driver_connection
-            assert connection is not None
-            connection.autocommit = True
-            try:
-                return work(connection)
-            finally:
-                _end_autocommit(pooled)
-        except dbapi_error as error:
-            dead = pooled is not None and engine.dialect.is_disconnect(
-                error, pooled.driver_connection, None
-            )
-            if pooled is not None and dead:
-                pooled.invalidate(error)
-                # A restarted database killed every pooled connection, not just this one.
-                engine.dispose()
-            wrapped = exc.DBAPIError.instance(
-                None,
-                None,
-                error,
-                dbapi_error,
-                hide_parameters=True,
-                connection_invalidated=dead,
-                dialect=engine.dialect,
-            )
-            if attempt == TRANSACTION_ATTEMPTS or not (is_retryable(error) or dead):
-                raise wrapped from error
-            log.warning("transaction retried after %s", error.__class__.__name__)
-        finally:
-            if pooled is not None:
-                pooled.close()  # back to the pool, which rolls back whatever is left open
-    raise AssertionError("unreachable")
-
-
-def _end_autocommit(pooled: Any) -> None:
-    """Sessions expect their connections out of autocommit: one that cannot be put back is
-    dropped from the pool."""
-    try:
-        pooled.driver_connection.autocommit = False
-    except Exception as error:
-        pooled.invalidate(error)
-
-
 def engine_of(app: Flask) -> sa.Engine:
     return app.extensions["receiver.engine"]
 
@@ -202,7 +150,7 @@ def _migration_lock(connection: sa.Connection) -> Iterator[None]:
 
 def upgrade_schema(engine: sa.Engine, echo: Callable[[str], None]) -> None:
     """Create or upgrade the schema to the newest migration, then (re)create the views and
-    the express lane's function, which are defined by the code beside them."""
+    the store's functions, which are defined by the code beside them."""
     config = Config()
     config.set_main_option("script_location", "receiver:migrations")
 

@@ -1,9 +1,6 @@
-"""One request's body, from raw bytes to an Outcome: parsed, authenticated and stored by the
-lane that fits it, each attempt in a transaction of its own that settles the whole body.
-
-Plain bodies on Postgres take the express lane (express.py); everything else, and a body the
-lane hands back (rules that give identity effects, over the month's limit), takes the general
-path (pipeline.py) from scratch. Nothing but the parsed body passes from one to the other.
+"""One request's body, from raw bytes to an Outcome: parsed, authenticated and stored by
+pipeline.py, in a transaction that settles the whole body (retried from scratch on a deadlock
+or a lost lock race: nothing passes from one attempt to the next but the parsed body).
 """
 
 from __future__ import annotations

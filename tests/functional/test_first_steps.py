@@ -7,7 +7,7 @@ import gzip
 import orjson
 import pytest
 
-from receiver.api import refusals
+from receiver import refusals
 from receiver.app import create_app
 from receiver.config import Settings
 from tests.builders import identify, track
