@@ -6,7 +6,7 @@ import sqlalchemy as sa
 from flask import g, request
 from sqlmodel import col
 
-from receiver.credentials import ADMIN_TOKEN_KIND, parse_credential
+from receiver.credentials import ADMIN_TOKEN_KIND, API_KEY_KIND, parse_credential
 from receiver.db import get_session
 from receiver.errors import Unauthorized
 from receiver.models import AdminToken
@@ -17,6 +17,11 @@ def require_admin() -> None:
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     credential = parse_credential(token.strip(), ADMIN_TOKEN_KIND)
     if scheme.lower() != "bearer" or credential is None:
+        if parse_credential(token.strip(), API_KEY_KIND) is not None:
+            raise Unauthorized(
+                "This is an API key: it only sends events, a browser key included. "
+                "/admin/ needs Authorization: Bearer <admin token> (ra_...)."
+            )
         raise Unauthorized("Send Authorization: Bearer <admin token>.")
     found = (
         get_session()

@@ -13,6 +13,7 @@ from flask_smorest import Blueprint
 from sqlmodel import Session
 
 from receiver.accounts import Sender, find_sender
+from receiver.api.cors import admit
 from receiver.config import current_settings
 from receiver.db import engine_of, run_on_driver, run_transaction
 from receiver.errors import BadRequest, OverLimit, PayloadTooLarge, ReceiverError, Unauthorized
@@ -27,6 +28,7 @@ from receiver.ingest.pipeline import (
     invalid_result,
     prepare,
     store_all,
+    with_client_ip,
 )
 from receiver.ingest.segment import InvalidEvent
 from receiver.ingest.signature import secret_presented
@@ -92,19 +94,13 @@ def webhook(api_key: str) -> Response:
 @bp.route("/api/signal-staging/webhook", methods=METHODS, strict_slashes=False)
 @bp.doc(**EVENTS_DOC, security=[{"apiKey": []}])
 def webhook_basic_auth() -> Response:
-    return receive(basic_auth_key())
+    return receive(basic_auth_key() or request.headers.get("X-Api-Key"))
 
 
 @bp.post("/webhook/<api_key>/v1/<call>", strict_slashes=False)
 @bp.doc(**EVENTS_DOC)
 def tracking_api_with_key(api_key: str, call: str) -> Response:
     return receive(api_key, tracking_call(call))
-
-
-@bp.post("/v1/<call>", strict_slashes=False)
-@bp.doc(**EVENTS_DOC, security=[{"apiKey": []}])
-def tracking_api(call: str) -> Response:
-    return receive(basic_auth_key(), tracking_call(call))
 
 
 def basic_auth_key() -> str | None:
@@ -118,13 +114,17 @@ def tracking_call(call: str) -> str | None:
     return TRACKING_CALLS[call]
 
 
-def receive(api_key: str | None, default_type: str | None = None) -> Response:
+def receive(
+    api_key: str | None, default_type: str | None = None, *, client_ip: str | None = None
+) -> Response:
+    """client_ip: the address to put in each event's context.ip where it has none."""
+    admit(api_key)
     raw = request.get_data()  # read already, by the app's body-size check
     now = datetime.now(UTC)
     engine = engine_of(current_app)
     policy = identity_policy(current_settings())
     try:
-        prepared, problem = parse(raw, now, default_type), None
+        prepared, problem = parse(raw, now, default_type, client_ip), None
     except ReceiverError as error:
         # A bad body from an unknown sender is answered 401, as the general path does.
         prepared, problem = None, error
@@ -186,7 +186,9 @@ def check_secret(secret: str | None, raw: bytes) -> None:
         )
 
 
-def parse(raw: bytes, now: datetime, default_type: str | None) -> Prepared:
+def parse(
+    raw: bytes, now: datetime, default_type: str | None, client_ip: str | None = None
+) -> Prepared:
     events, _ = parse_events(raw)
     settings = current_settings()
     if len(events) > settings.max_batch_events:
@@ -197,7 +199,7 @@ def parse(raw: bytes, now: datetime, default_type: str | None) -> Prepared:
     if not prepared.drafts:
         results = [invalid_result(i) for i in prepared.items if isinstance(i, InvalidEvent)]
         raise BadRequest(f"No valid event in this body: {results[0]['message']}", results=results)
-    return prepared
+    return prepared if client_ip is None else with_client_ip(prepared, client_ip)
 
 
 def seconds_to_next_period(now: datetime) -> int:

@@ -235,3 +235,17 @@ def outcome_of(prepared: Prepared, applied: Applied, accepted: int) -> Outcome:
         position += 1
         outcome.results.append(result)
     return outcome
+
+
+def with_client_ip(prepared: Prepared, client_ip: str) -> Prepared:
+    """Each event with `context.ip` set to the client's address where it has none, as
+    Segment's API does. Called after the content hash is taken, so a redelivery from
+    another address is still a duplicate."""
+    items: list[Draft | InvalidEvent] = []
+    for item in prepared.items:
+        context = item.payload.get("context", {}) if isinstance(item, Draft) else None
+        if isinstance(item, Draft) and isinstance(context, dict) and "ip" not in context:
+            payload = {**item.payload, "context": {**context, "ip": client_ip}}
+            item = replace(item, payload=payload)
+        items.append(item)
+    return Prepared(items)
