@@ -100,7 +100,12 @@ class ClientRateLimit:
     """A moving-window limit per (key, client address), in this process's memory."""
 
     def __init__(self, limit: str) -> None:
-        self.item: RateLimitItem = parse(limit)
+        try:
+            self.item: RateLimitItem = parse(limit)
+        except ValueError:
+            raise ValueError(
+                f"BROWSER_RATE_LIMIT {limit!r} is not a rate such as 1000/minute"
+            ) from None
         self._limiter = MovingWindowRateLimiter(MemoryStorage())
         self._lock = threading.Lock()
 
