@@ -1,4 +1,5 @@
-"""Accounts and their credentials: creation, lookup of a sender by API key, revocation."""
+"""Accounts and their credentials: creation, lookup of a sender (or of a key's kind and
+origins) by API key, revocation."""
 
 from __future__ import annotations
 

@@ -56,7 +56,12 @@ def missing(what: str) -> None:
 
 @pytest.fixture(scope="session")
 def analytics_next() -> Path:
-    """tests/e2e/browser with its pinned packages installed (CI starts from a fresh clone)."""
+    """tests/e2e/browser with its pinned packages installed (CI starts from a fresh clone),
+    once Chromium is known to be there too."""
+    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+        missing(
+            f"{CHROMIUM} or {CHROMEDRIVER} not found (apt-get install chromium chromium-driver)"
+        )
     npm = shutil.which("npm")
     if npm is None or shutil.which("node") is None:
         missing("node and npm not found on PATH")
@@ -158,7 +163,7 @@ def wait_for(read: Callable[[], list[Any]], count: int) -> list[Any]:
 
 @pytest.mark.parametrize("batching", ["0", "1"], ids=["default-delivery", "batching-delivery"])
 def test_analytics_js_sends_a_visit_that_lands_on_the_lead_after_identify(
-    server: Server, site: str, browser: Any, batching: str
+    site: str, server: Server, browser: Any, batching: str
 ) -> None:
     account = create_account(server.database_url)
     key = browser_key(server.database_url, account["account_id"], site)
@@ -192,7 +197,7 @@ def test_analytics_js_sends_a_visit_that_lands_on_the_lead_after_identify(
 
 
 def test_an_origin_the_key_does_not_allow_stores_nothing(
-    server: Server, site: str, browser: Any
+    site: str, server: Server, browser: Any
 ) -> None:
     account = create_account(server.database_url)
     key = browser_key(server.database_url, account["account_id"], "https://www.acme.example")
