@@ -1,4 +1,5 @@
-"""Accounts and their credentials: creation, lookup of a sender by API key, revocation."""
+"""Accounts and their credentials: creation, lookup of a sender (or of a key's kind and
+origins) by API key, revocation."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
+from receiver.browser import BROWSER, SERVER, KeyAccess, normal_origins
 from receiver.credentials import (
     ADMIN_TOKEN_KIND,
     API_KEY_KIND,
@@ -78,8 +80,16 @@ def create_account(
 
 
 def create_api_key(
-    session: Session, account_id: int, now: datetime, secret: str | None = None
+    session: Session,
+    account_id: int,
+    now: datetime,
+    secret: str | None = None,
+    allowed_origins: list[str] | None = None,
 ) -> Credential:
+    """A server key (with its secret, if any), or a browser key when allowed_origins are
+    given (valid ones: see browser.origins_problem). A browser key is public: no secret."""
+    if allowed_origins is not None and secret:
+        raise ValueError("a browser key has no secret")
     key = new_credential(API_KEY_KIND, account_id)
     session.add(
         ApiKey(
@@ -88,10 +98,32 @@ def create_api_key(
             key_hash=key.digest,
             secret=secret or None,
             created_at=now,
+            kind=SERVER if allowed_origins is None else BROWSER,
+            allowed_origins=None if allowed_origins is None else normal_origins(allowed_origins),
         )
     )
     session.flush()
     return key
+
+
+def create_key(
+    session: Session,
+    account_id: int,
+    now: datetime,
+    secret: str | None = None,
+    allowed_origins: list[str] | None = None,
+) -> dict[str, object] | None:
+    """Another key of an existing account, as the CLI shows it once; None for no account."""
+    if session.get(Account, account_id) is None:
+        return None
+    key = create_api_key(session, account_id, now, secret, allowed_origins)
+    return {
+        "account_id": account_id,
+        "api_key": key.text,
+        "kind": SERVER if allowed_origins is None else BROWSER,
+        "allowed_origins": None if allowed_origins is None else normal_origins(allowed_origins),
+        "webhook_path": f"/webhook/{key.text}",
+    }
 
 
 _SENDER = (
@@ -117,6 +149,28 @@ def find_sender(session: Session, api_key: str) -> Sender | None:
     if row is None:
         return None
     return Sender(key.account_id, row.id, row.secret, row.plan, row.signal_limit)
+
+
+_ACCESS = sa.select(col(ApiKey.id), col(ApiKey.kind), col(ApiKey.allowed_origins)).where(
+    col(ApiKey.account_id) == sa.bindparam("account_id"),
+    col(ApiKey.key_hash) == sa.bindparam("key_hash"),
+    col(ApiKey.revoked_at).is_(None),
+)
+
+
+def find_key_access(session: Session, api_key: str) -> KeyAccess | None:
+    """The kind and origins of an active API key; None when it is unknown or revoked."""
+    key = parse_credential(api_key, API_KEY_KIND)
+    if key is None:
+        return None
+    row = (
+        session.connection()
+        .execute(_ACCESS, {"account_id": key.account_id, "key_hash": key.digest})
+        .first()
+    )
+    if row is None:
+        return None
+    return KeyAccess(key.account_id, row.id, row.kind, tuple(row.allowed_origins or ()))
 
 
 def revoke_api_key(session: Session, api_key: str, now: datetime) -> bool:

@@ -8,11 +8,22 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Flask, Response, request
 from flask_smorest import Api
 from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter, Map
 
 from receiver import cli, content_encoding, db, errors, logs
-from receiver.api import admin_account, admin_leads, admin_queue, admin_rules, health, webhook
+from receiver.api import (
+    admin_account,
+    admin_leads,
+    admin_queue,
+    admin_rules,
+    collect,
+    cors,
+    health,
+    webhook,
+)
 from receiver.api.schemas import schema_name
+from receiver.browser import ClientRateLimit
 from receiver.config import Settings
 
 
@@ -55,6 +66,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.before_request(partial(_refuse_body_over, settings.max_body_bytes))
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["receiver.settings"] = settings
+    app.extensions["receiver.browser_rate_limit"] = ClientRateLimit(settings.browser_rate_limit)
+    if settings.trusted_proxy_hops > 0:
+        # Only the client's address: PUBLIC_URL says how browsers reach the receiver.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxy_hops)  # type: ignore[method-assign]
     app.config.update(OPENAPI)
     db.init_app(app, settings)
     app.url_map.converters["id"] = IdConverter
@@ -63,6 +78,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     for blueprint in (
         webhook.bp,
+        collect.bp,
         admin_rules.blp,
         admin_queue.blp,
         admin_leads.blp,
@@ -70,6 +86,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     ):
         api.register_blueprint(blueprint)
     app.register_blueprint(health.bp)
+    cors.init_app(app)
     # After Api(app), which registers error handlers of its own: ours give the JSON shape.
     errors.init_app(app, settings.retry_after_unavailable_s, settings.max_body_bytes)
     app.after_request(_no_content_type_without_content)

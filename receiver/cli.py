@@ -11,6 +11,7 @@ from flask.cli import FlaskGroup, with_appcontext
 from werkzeug.serving import run_simple
 
 from receiver import accounts, db, logs, retention
+from receiver.browser import origins_problem
 from receiver.config import current_settings
 
 
@@ -71,6 +72,48 @@ def _checked_secret(secret: str | None) -> str | None:
             "as for keys made through the admin API."
         )
     return secret
+
+
+@click.command("create-key")
+@click.argument("account_id", type=click.IntRange(min=1))
+@click.option(
+    "--secret",
+    default=None,
+    callback=lambda _context, _option, secret: _checked_secret(secret),
+    help="Shared secret the new server key requires.",
+)
+@click.option(
+    "--browser",
+    is_flag=True,
+    help="A browser key (public, no secret, honoured only from the --origin values).",
+)
+@click.option(
+    "--origin",
+    "origins",
+    multiple=True,
+    metavar="ORIGIN",
+    help="An origin a browser key is used from (scheme://host[:port], or '*'); repeatable.",
+)
+@with_appcontext
+def create_key_command(
+    account_id: int, secret: str | None, browser: bool, origins: tuple[str, ...]
+) -> None:
+    """Create another API key for an account; prints it as JSON, once."""
+    if origins and not browser:
+        raise click.UsageError("--origin is for browser keys: add --browser.")
+    if browser and secret is not None:
+        raise click.UsageError("A browser key is public and has no secret: drop --secret.")
+    if browser and (problem := origins_problem(list(origins))):
+        raise click.BadParameter(problem, param_hint="--origin")
+    created = db.run_transaction(
+        db.engine_of(current_app),
+        lambda session: accounts.create_key(
+            session, account_id, datetime.now(UTC), secret, list(origins) if browser else None
+        ),
+    )
+    if created is None:
+        raise click.ClickException(f"no account {account_id}")
+    click.echo(json.dumps(created))
 
 
 @click.command("revoke-key")
@@ -138,6 +181,7 @@ def init_app(app: Flask) -> None:
     for command in (
         init_db_command,
         create_account_command,
+        create_key_command,
         revoke_key_command,
         purge_cold_command,
         serve_command,

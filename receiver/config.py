@@ -32,7 +32,15 @@ class Settings:
     max_leads_per_identifier: int = 5
     # Moving a very long anonymous history onto its lead may outlast the statement timeout.
     rehydrate_timeout_ms: int = 20_000
-    public_url: str = "http://127.0.0.1:8000"
+    # Where browsers reach this receiver (e.g. https://collect.example.com): the apiHost the
+    # Analytics.js settings hand out. Empty: the host the settings were requested from.
+    public_url: str = ""
+    # Proxies in front of the receiver whose X-Forwarded-For hop is trusted for a client's
+    # address (werkzeug's ProxyFix x_for); 0 trusts none, the connecting address is the client.
+    trusted_proxy_hops: int = 0
+    # Per browser key and client address, in each worker (see receiver/browser.py); a whole
+    # office behind one address browsing at once stays well under it.
+    browser_rate_limit: str = "1000/minute"
     log_level: str = "INFO"
 
     @classmethod

@@ -35,6 +35,11 @@ class Unauthorized(ReceiverError):
     message = "Unknown or revoked API key."
 
 
+class Forbidden(ReceiverError):
+    status = 403
+    message = "Not allowed."
+
+
 class NotFound(ReceiverError):
     status = 404
     message = "Not found."

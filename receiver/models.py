@@ -66,6 +66,9 @@ class ApiKey(SQLModel, table=True):
     secret: str | None = None
     created_at: datetime = Field(sa_type=Timestamp)
     revoked_at: datetime | None = Field(default=None, sa_type=Timestamp)
+    # 'server', or 'browser': a public key, no secret, honoured only from allowed_origins.
+    kind: str = Field(default="server", sa_column_kwargs={"server_default": "server"})
+    allowed_origins: list[str] | None = Field(default=None, sa_type=NullableJSON)
 
 
 class AdminToken(SQLModel, table=True):

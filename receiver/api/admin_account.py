@@ -23,6 +23,7 @@ from receiver.api.schemas import (
     NewKeySchema,
     UsageSchema,
 )
+from receiver.browser import BROWSER
 from receiver.db import get_session
 from receiver.errors import NotFound
 from receiver.ingest.store import period_of, used_this_period
@@ -70,9 +71,11 @@ def list_keys() -> list[dict[str, Any]]:
 @blp.response(201, NewKeySchema)
 def create_key(args: dict[str, Any]) -> dict[str, Any]:
     """A new API key, with a secret if given; the key is shown once. Keep two keys with
-    secrets active while rotating, then revoke the old one."""
+    secrets active while rotating, then revoke the old one. `{"kind": "browser",
+    "allowed_origins": [...]}` makes a browser key, for Analytics.js in a web page."""
     session = get_session()
-    credential = create_api_key(session, account_id(), datetime.now(UTC), args["secret"])
+    origins = args["allowed_origins"] if args["kind"] == BROWSER else None
+    credential = create_api_key(session, account_id(), datetime.now(UTC), args["secret"], origins)
     stored = session.exec(
         select(ApiKey).where(
             ApiKey.account_id == account_id(), ApiKey.key_hash == credential.digest
@@ -168,6 +171,8 @@ def _key(key: ApiKey) -> dict[str, Any]:
     return {
         "id": key.id,
         "prefix": key.prefix,
+        "kind": key.kind,
+        "allowed_origins": key.allowed_origins,
         "has_secret": key.secret is not None,
         "created_at": key.created_at,
         "revoked_at": key.revoked_at,

@@ -13,6 +13,7 @@ from marshmallow.validate import Length, OneOf, Range, Regexp
 
 from receiver import exact_json
 from receiver.accounts import SECRET_MAX_LENGTH, SECRET_MIN_LENGTH
+from receiver.browser import BROWSER, KEY_KINDS, SERVER, origins_problem
 from receiver.ingest.segment import SEGMENT_TYPES
 from receiver.rules.operators import NO_VALUE, OPERATORS, compile_pattern
 from receiver.rules.paths import is_valid_path
@@ -198,17 +199,37 @@ class UsageSchema(Schema):
 class KeySchema(Schema):
     id = f.Integer()
     prefix = f.String()
+    kind = f.String(metadata={"description": "`server`, or `browser` (CONTRACT section 5)."})
+    allowed_origins = f.List(f.String(), allow_none=True)
     has_secret = f.Boolean()
     created_at = UtcDateTime()
     revoked_at = UtcDateTime(allow_none=True)
 
 
 class NewKeyArgsSchema(Schema):
+    kind = f.String(load_default=SERVER, validate=OneOf(KEY_KINDS))
     secret = f.String(
         allow_none=True,
         load_default=None,
         validate=Length(SECRET_MIN_LENGTH, SECRET_MAX_LENGTH),
     )
+    allowed_origins = f.List(
+        f.String(),
+        load_default=None,
+        metadata={"description": "A browser key's origins: scheme://host[:port], or `*`."},
+    )
+
+    @validates_schema
+    def _browser_key(self, data: dict[str, Any], **_: Any) -> None:
+        origins = data.get("allowed_origins")
+        if data.get("kind") != BROWSER:
+            if origins is not None:
+                raise ValidationError("Only a browser key has origins.", "allowed_origins")
+            return
+        if data.get("secret") is not None:
+            raise ValidationError("A browser key is public: it has no secret.", "secret")
+        if problem := origins_problem(origins or []):
+            raise ValidationError(problem, "allowed_origins")
 
 
 class NewKeySchema(KeySchema):

@@ -11,6 +11,7 @@ from typing import Any
 from flask import Response, current_app, jsonify, request
 from flask_smorest import Blueprint
 
+from receiver.api.cors import admit
 from receiver.config import current_settings
 from receiver.db import engine_of
 from receiver.errors import BadRequest, OverLimit
@@ -81,19 +82,13 @@ def webhook(api_key: str) -> Response:
 @bp.route("/api/signal-staging/webhook", methods=METHODS, strict_slashes=False)
 @bp.doc(**EVENTS_DOC, security=[{"apiKey": []}])
 def webhook_basic_auth() -> Response:
-    return receive(basic_auth_key())
+    return receive(basic_auth_key() or request.headers.get("X-Api-Key"))
 
 
 @bp.post("/webhook/<api_key>/v1/<call>", strict_slashes=False)
 @bp.doc(**EVENTS_DOC)
 def tracking_api_with_key(api_key: str, call: str) -> Response:
     return receive(api_key, tracking_call(call))
-
-
-@bp.post("/v1/<call>", strict_slashes=False)
-@bp.doc(**EVENTS_DOC, security=[{"apiKey": []}])
-def tracking_api(call: str) -> Response:
-    return receive(basic_auth_key(), tracking_call(call))
 
 
 def basic_auth_key() -> str | None:
@@ -107,11 +102,22 @@ def tracking_call(call: str) -> str | None:
     return TRACKING_CALLS[call]
 
 
-def receive(api_key: str | None, default_type: str | None = None) -> Response:
+def receive(
+    api_key: str | None, default_type: str | None = None, *, client_ip: str | None = None
+) -> Response:
+    """client_ip: the address to put in each event's context.ip where it has none."""
+    admit(api_key)
     now = datetime.now(UTC)
     raw = request.get_data()  # read already, by the app's body-size check
     outcome = ingest(
-        engine_of(current_app), current_settings(), api_key, raw, request.headers, now, default_type
+        engine_of(current_app),
+        current_settings(),
+        api_key,
+        raw,
+        request.headers,
+        now,
+        default_type,
+        client_ip,
     )
     # The access log has a line per request already: this one is worth its cost (about 50 us,
     # a twentieth of a plain event's time in the worker) only when a body was not all stored.

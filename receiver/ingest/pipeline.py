@@ -188,3 +188,20 @@ def outcome_of(prepared: Prepared, applied: Applied, accepted: int) -> Outcome:
         position += 1
         outcome.results.append(result)
     return outcome
+
+
+def with_client_ip(prepared: Prepared, client_ip: str) -> Prepared:
+    """Each event with `context.ip` set to the client's address where it has none, as
+    Segment's API does. Called after the content hash is taken, so a redelivery from
+    another address is still a duplicate."""
+    return Prepared(
+        [_with_ip(item, client_ip) if isinstance(item, Draft) else item for item in prepared.items]
+    )
+
+
+def _with_ip(draft: Draft, client_ip: str) -> Draft:
+    context = draft.payload.get("context")
+    context = {} if context is None else context
+    if not isinstance(context, dict) or "ip" in context:
+        return draft
+    return replace(draft, payload={**draft.payload, "context": {**context, "ip": client_ip}})

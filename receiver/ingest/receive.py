@@ -19,7 +19,14 @@ from receiver.db import run_transaction
 from receiver.errors import BadRequest, PayloadTooLarge, ReceiverError, Unauthorized
 from receiver.identity.resolve import identity_policy
 from receiver.ingest.parse import parse_events
-from receiver.ingest.pipeline import Outcome, Prepared, invalid_result, prepare, store_body
+from receiver.ingest.pipeline import (
+    Outcome,
+    Prepared,
+    invalid_result,
+    prepare,
+    store_body,
+    with_client_ip,
+)
 from receiver.ingest.segment import InvalidEvent
 from receiver.ingest.signature import secret_presented
 from receiver.refusals import refuse_unusable_api_key, secret_refusal
@@ -33,12 +40,16 @@ def receive(
     headers: Headers | Mapping[str, str],
     now: datetime,
     default_type: str | None = None,
+    client_ip: str | None = None,
 ) -> Outcome:
-    """Store the body's events; raises a ReceiverError for what the sender must be told."""
+    """Store the body's events; raises a ReceiverError for what the sender must be told.
+    client_ip: the address to put in each event's context.ip where it has none."""
     refuse_unusable_api_key(api_key)
     check_secret = partial(_check_secret, headers=headers, raw=raw)
     try:
         prepared = parse(raw, now, settings, default_type)
+        if client_ip is not None:
+            prepared = with_client_ip(prepared, client_ip)
     except ReceiverError as problem:
         # A bad body from an unknown sender is answered 401: the key is checked first.
         run_transaction(engine, lambda session: _authenticate(session, api_key, check_secret))
