@@ -118,6 +118,49 @@ def run_transaction(engine: sa.Engine, work: Callable[[Session], T]) -> T:
     raise AssertionError("unreachable")
 
 
+def run_on_driver(engine: sa.Engine, work: Callable[[Any], T]) -> T:
+    """Run work on the driver's own connection (psycopg), in a transaction that work ends
+    (commits) itself: for the hot path, which sends its statements in pipelines a Session
+    cannot. Whatever work leaves open is rolled back. The driver's errors come out as
+    SQLAlchemy's, with run_transaction's retries, so callers and error pages see one family."""
+    dbapi_error = engine.dialect.loaded_dbapi.Error
+    for attempt in range(1, TRANSACTION_ATTEMPTS + 1):
+        pooled = None
+        try:
+            pooled = engine.raw_connection()
+            connection = pooled.driver_connection
+            assert connection is not None
+            return work(connection)
+        except StartOver as error:
+            if attempt == TRANSACTION_ATTEMPTS:
+                raise StoreBusy() from error
+            log.info("transaction started over: %s", error.__class__.__name__)
+        except dbapi_error as error:
+            dead = pooled is not None and engine.dialect.is_disconnect(
+                error, pooled.driver_connection, None
+            )
+            if pooled is not None and dead:
+                pooled.invalidate(error)
+                # A restarted database killed every pooled connection, not just this one.
+                engine.dispose()
+            wrapped = exc.DBAPIError.instance(
+                None,
+                None,
+                error,
+                dbapi_error,
+                hide_parameters=True,
+                connection_invalidated=dead,
+                dialect=engine.dialect,
+            )
+            if attempt == TRANSACTION_ATTEMPTS or not (is_retryable(error) or dead):
+                raise wrapped from error
+            log.warning("transaction retried after %s", error.__class__.__name__)
+        finally:
+            if pooled is not None:
+                pooled.close()  # back to the pool, which rolls back whatever is left open
+    raise AssertionError("unreachable")
+
+
 def engine_of(app: Flask) -> sa.Engine:
     return app.extensions["receiver.engine"]
 
@@ -171,7 +214,10 @@ def upgrade_schema(engine: sa.Engine, echo: Callable[[str], None]) -> None:
             connection.exec_driver_sql(sql_file("views.sql"))
             echo(views)
             connection.exec_driver_sql(sql_file("store.sql"))
-            echo("functions: receiver_insert_signals, receiver_settle (re)created")
+            echo(
+                "functions: receiver_begin, receiver_insert_signals, receiver_settle, "
+                "receiver_store_placed (re)created"
+            )
         else:
             for statement in sqlite_statements(sql_file("views_sqlite.sql")):
                 connection.exec_driver_sql(statement)

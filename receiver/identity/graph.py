@@ -41,11 +41,12 @@ def keys_of(draft: Draft) -> list[Key]:
     return keys
 
 
-def _by_kind(keys: Iterable[Key]) -> dict[str, list[str]]:
-    by_kind: dict[str, set[str]] = {ANONYMOUS: set(), USER: set()}
+def by_kind(keys: Iterable[Key]) -> dict[str, list[str]]:
+    """The keys' values as the lookups take them: anonymousIds and userIds, sorted."""
+    values: dict[str, set[str]] = {ANONYMOUS: set(), USER: set()}
     for kind, value in keys:
-        by_kind[kind].add(value)
-    return {"anonymous": sorted(by_kind[ANONYMOUS]), "users": sorted(by_kind[USER])}
+        values[kind].add(value)
+    return {"anonymous": sorted(values[ANONYMOUS]), "users": sorted(values[USER])}
 
 
 def load(
@@ -59,17 +60,17 @@ def load(
     """The graph as far as the keys reach: their identifiers (every identifier of their
     clusters when whole_clusters, as an identity event may merge them) and their leads, with
     the leads of the emails and those leads' traits. Two statements at most."""
-    params: dict[str, Any] = {"account_id": account_id, **_by_kind(keys)}
+    params: dict[str, Any] = {"account_id": account_id, **by_kind(keys)}
     connection = session.connection()
     graph = Graph({}, {}, {}, max_leads)
     if params["anonymous"] or params["users"]:
-        for row in connection.execute(_REACH if whole_clusters else _LOOKUP, params):
-            graph.identifiers[(row.kind, row.value)] = Identifier(
-                row.cluster_id, list(row.lead_history), row.blocked_at is not None, row.linked_by
-            )
-            graph.cluster_leads[row.cluster_id] = row.lead_id
-            if row.lead_id is not None:
-                graph.lead_clusters[row.lead_id] = row.cluster_id
+        if whole_clusters:
+            rows = connection.execute(_REACH, params)
+        elif connection.dialect.name == "postgresql":
+            rows = connection.exec_driver_sql(LOOKUP_SQL, params)
+        else:
+            rows = connection.execute(_LOOKUP, params)
+        add_identifiers(graph, rows)
     traits: dict[int, LeadTraits] = {}
     by_email: dict[str, int] = {}
     emails = sorted(set(emails))
@@ -84,6 +85,18 @@ def load(
                 graph.lead_clusters[row.id] = row.cluster_id
                 graph.cluster_leads[row.cluster_id] = row.id
     return graph, traits, by_email
+
+
+def add_identifiers(graph: Graph, rows: Iterable[Any]) -> None:
+    """Identity rows (kind, value, cluster_id, lead_id, blocked_at, lead_history, linked_by)
+    into the graph."""
+    for row in rows:
+        graph.identifiers[(row.kind, row.value)] = Identifier(
+            row.cluster_id, list(row.lead_history), row.blocked_at is not None, row.linked_by
+        )
+        graph.cluster_leads[row.cluster_id] = row.lead_id
+        if row.lead_id is not None:
+            graph.lead_clusters[row.lead_id] = row.cluster_id
 
 
 def lookup(session: Session, account_id: int, keys: Iterable[Key]) -> Graph:
@@ -130,6 +143,17 @@ def _with_cluster(select: sa.Select) -> sa.Select:
 
 
 _LOOKUP = _with_cluster(sa.select(*_identity_columns())).where(_of_keys())
+# _LOOKUP on Postgres, with arrays for parameters: one text whatever the number of keys, so
+# that it is prepared once (ingest/plain.py sends it in a pipeline, on the driver).
+LOOKUP_SQL = """
+    SELECT i.kind, i.value, i.cluster_id, c.lead_id, i.blocked_at, i.lead_history,
+           i.linked_by_signal_id AS linked_by
+    FROM identities AS i
+    JOIN identity_clusters AS c ON c.account_id = i.account_id AND c.id = i.cluster_id
+    WHERE i.account_id = %(account_id)s
+      AND ((i.kind = 'anonymous_id' AND i.value = ANY(%(anonymous)s::varchar[]))
+           OR (i.kind = 'user_id' AND i.value = ANY(%(users)s::varchar[])))
+"""
 _REACH = _with_cluster(sa.select(*_identity_columns())).where(
     identities_table.c.account_id == sa.bindparam("account_id"),
     identities_table.c.cluster_id.in_(
@@ -291,7 +315,7 @@ def rehydrate_stored(
                         "cause": r.cause,
                         "now": now,
                         "keep": list(keep),
-                        **_by_kind(r.keys),
+                        **by_kind(r.keys),
                     },
                 ).all()
     for lead_id, occurred_at in moved:

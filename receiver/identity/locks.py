@@ -71,13 +71,9 @@ def lock_identities(session: Session, exclusive: Iterable[int], shared: Iterable
     """Order 2: every key in ascending order, each once, exclusive where asked."""
     if session.get_bind().dialect.name != "postgresql":
         return
-    exclusive = set(exclusive)
-    modes = sorted({**{key: False for key in shared}, **{key: True for key in exclusive}}.items())
-    if modes:
-        session.connection().execute(
-            _IDENTITY_LOCKS,
-            {"keys": [key for key, _ in modes], "exclusive": [mode for _, mode in modes]},
-        )
+    params = identity_lock_params(exclusive, shared)
+    if params["keys"]:
+        session.connection().exec_driver_sql(IDENTITY_LOCKS_SQL, params)
 
 
 def lock_closure(session: Session, keys: Iterable[int], held: set[int]) -> None:
@@ -99,13 +95,20 @@ _ACCOUNT_LOCKS = {
     SHARED: sa.text("SELECT pg_advisory_xact_lock_shared(:namespace, :account)"),
 }
 # The locks are taken in the outer query, over keys sorted by the inner one: in key order.
-_IDENTITY_LOCKS = sa.text(
+IDENTITY_LOCKS_SQL = (
     "SELECT count(CASE WHEN o.exclusive THEN pg_advisory_xact_lock(o.key)::text"
     " ELSE pg_advisory_xact_lock_shared(o.key)::text END)"
-    " FROM (SELECT * FROM unnest(CAST(:keys AS bigint[]), CAST(:exclusive AS boolean[]))"
+    " FROM (SELECT * FROM unnest(%(keys)s::bigint[], %(exclusive)s::boolean[])"
     " AS u(key, exclusive) ORDER BY u.key) AS o"
 )
 _TRY_LOCKS = sa.text(
     "SELECT coalesce(bool_and(pg_try_advisory_xact_lock(o.key)), true)"
     " FROM (SELECT * FROM unnest(CAST(:keys AS bigint[])) AS u(key) ORDER BY u.key) AS o"
 )
+
+
+def identity_lock_params(exclusive: Iterable[int], shared: Iterable[int]) -> dict[str, list]:
+    """IDENTITY_LOCKS_SQL's parameters: every key once, exclusive where asked."""
+    exclusive = set(exclusive)
+    modes = sorted({**{key: False for key in shared}, **{key: True for key in exclusive}}.items())
+    return {"keys": [key for key, _ in modes], "exclusive": [mode for _, mode in modes]}

@@ -14,9 +14,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from receiver.accounts import Sender
+from receiver.accounts import Sender, find_sender
+from receiver.credentials import API_KEY_KIND, Credential, parse_credential
+from receiver.db import StartOver
 from receiver.identity import resolve
-from receiver.identity.locks import SHARED, lock_account
+from receiver.identity.locks import LOCK_NAMESPACE
 from receiver.identity.resolve import Applied, Policy
 from receiver.ingest import store
 from receiver.ingest.segment import Draft, InvalidEvent, readable_message_id, to_draft
@@ -70,20 +72,77 @@ def prepare(
     return Prepared(items)
 
 
+@dataclass(frozen=True)
+class Begun:
+    """A body's transaction once begun: its sender, and what was read under the account's
+    rules lock (identity/locks.py, order 1)."""
+
+    sender: Sender
+    rules_version: int
+    used: int  # of the month's limit, when the lock was granted
+
+
+def begin(session: Session, api_key: str, period_start: date) -> Begun | None:
+    """Check the key, take the account's rules lock shared and read the rules version and
+    the month's usage under it; None for an unknown or revoked key. On Postgres one statement,
+    receiver_begin (sql/store.sql), which ingest/plain.py sends too; on SQLite, whose writers
+    take turns, the same reads without a lock."""
+    key = parse_credential(api_key, API_KEY_KIND)
+    if key is None:
+        return None
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        row = connection.exec_driver_sql(BEGIN_SQL, begin_params(key, period_start)).first()
+        if row is None:
+            return None
+        key_id, secret, plan, limit, version, used = row
+        return Begun(Sender(key.account_id, key_id, secret, plan, limit), version, used)
+    sender = find_sender(session, api_key)
+    if sender is None:
+        return None
+    used = store.used_this_period(session, key.account_id, period_start)
+    return Begun(sender, rules_version(session, key.account_id), used)
+
+
+BEGIN_SQL = (
+    "SELECT key_id, secret, plan, signal_limit, rules_version, used FROM receiver_begin("
+    "%(account_id)s, %(key_hash)s, %(namespace)s, %(lock_key)s, %(period_start)s)"
+)
+
+
+def begin_params(key: Credential, period_start: date) -> dict[str, Any]:
+    return {
+        "account_id": key.account_id,
+        "key_hash": key.digest,
+        "namespace": LOCK_NAMESPACE,
+        "lock_key": key.account_id % 2**31,
+        "period_start": period_start,
+    }
+
+
 def store_body(
     session: Session,
-    sender: Sender,
+    begun: Begun,
     prepared: Prepared,
     now: datetime,
     policy: Policy = DEFAULT_POLICY,
 ) -> Outcome:
     """Store every new signal of the body that fits in the month's limit, with its identity
-    effects. A body that does not all fit is settled here too: its work is undone to a
+    effects. A body that may not all fit is settled here too: its work is undone to a
     savepoint and redone for the events up to the last new one that fits, with the counter
     locked, so what is left of the limit cannot shrink meanwhile."""
+    sender = begun.sender
     account_id = sender.account_id
-    drafts = map_and_lock(session, account_id, prepared.drafts)
+    drafts = map_and_lock(session, account_id, begun.rules_version, prepared.drafts)
     period_start, _ = store.period_of(now)
+    if begun.used + len(drafts) <= sender.signal_limit:
+        # It fits as the counter stood: no savepoint. Should others have claimed the rest
+        # meanwhile, the transaction starts over, and then takes the savepoint.
+        applied = resolve.apply(session, account_id, drafts, now, policy)
+        if not _settle(session, sender, applied, period_start, now):
+            raise OverTaken()
+        applied.deferred.flush(session, account_id)
+        return outcome_of(prepared, applied, len(drafts))
     attempt = session.begin_nested()
     applied = resolve.apply(session, account_id, drafts, now, policy)
     accepted = len(drafts)
@@ -128,12 +187,17 @@ def _fitting(drafts: Sequence[Draft], new_hashes: Sequence[bytes], remaining: in
     return len(drafts)
 
 
-def map_and_lock(session: Session, account_id: int, drafts: list[Draft]) -> list[Draft]:
-    """Take the account's rules lock shared and map the drafts with the rules as they stand
-    under it (a rule change takes it exclusive, so no event is matched against rules older
-    than a finished backfill); then take the identity locks the mapped drafts need."""
-    lock_account(session, account_id, SHARED)
-    rules = engine.active_rules(session, account_id, rules_version(session, account_id))
+class OverTaken(StartOver):
+    """The month's limit was claimed by others between the read and the claim."""
+
+
+def map_and_lock(
+    session: Session, account_id: int, version: int, drafts: list[Draft]
+) -> list[Draft]:
+    """Map the drafts with the rules of the version read under the rules lock (a rule change
+    takes it exclusive, so no event is matched against rules older than a finished
+    backfill); then take the identity locks the mapped drafts need."""
+    rules = engine.active_rules(session, account_id, version)
     if rules:
         drafts = mapped(rules, drafts)
     resolve.lock_identities(session, account_id, drafts)

@@ -1,6 +1,10 @@
-"""One request's body, from raw bytes to an Outcome: parsed, authenticated and stored by
-pipeline.py, in a transaction that settles the whole body (retried from scratch on a deadlock
-or a lost lock race: nothing passes from one attempt to the next but the parsed body).
+"""One request's body, from raw bytes to an Outcome: parsed, authenticated and stored in a
+transaction that settles the whole body (retried from scratch on a deadlock or a lost lock
+race: nothing passes from one attempt to the next but the parsed body).
+
+A plain body on Postgres is sent by plain.py, in two round trips; pipeline.py stores every
+other body, and one plain.py hands back (its rules give it lead fields, or it may not fit
+in the month's limit), from scratch.
 """
 
 from __future__ import annotations
@@ -15,13 +19,15 @@ from werkzeug.datastructures import Headers
 
 from receiver.accounts import Sender, find_sender
 from receiver.config import Settings
-from receiver.db import run_transaction
+from receiver.db import run_on_driver, run_transaction
 from receiver.errors import BadRequest, PayloadTooLarge, ReceiverError, Unauthorized
 from receiver.identity.resolve import identity_policy
+from receiver.ingest import plain
 from receiver.ingest.parse import parse_events
 from receiver.ingest.pipeline import (
     Outcome,
     Prepared,
+    begin,
     invalid_result,
     prepare,
     store_body,
@@ -29,6 +35,7 @@ from receiver.ingest.pipeline import (
 )
 from receiver.ingest.segment import InvalidEvent
 from receiver.ingest.signature import secret_presented
+from receiver.ingest.store import period_of
 from receiver.refusals import refuse_unusable_api_key, secret_refusal
 
 
@@ -54,11 +61,20 @@ def receive(
         # A bad body from an unknown sender is answered 401: the key is checked first.
         run_transaction(engine, lambda session: _authenticate(session, api_key, check_secret))
         raise problem from None
+    if plain.applies(engine.dialect.name, prepared):
+        lane = partial(plain.store_body, api_key=api_key, check_secret=check_secret)
+        outcome = run_on_driver(engine, lambda c: lane(c, prepared=prepared, now=now))
+        if outcome is not None:
+            return outcome
     policy = identity_policy(settings)
+    period_start, _ = period_of(now)
 
     def general(session: Session) -> Outcome:
-        sender = _authenticate(session, api_key, check_secret)
-        return store_body(session, sender, prepared, now, policy)
+        begun = begin(session, api_key or "", period_start) if api_key else None
+        if begun is None:
+            raise Unauthorized()
+        check_secret(begun.sender.secret)
+        return store_body(session, begun, prepared, now, policy)
 
     return run_transaction(engine, general)
 

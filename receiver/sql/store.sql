@@ -8,6 +8,7 @@
 -- look up are unique whatever the parameters.
 
 DROP FUNCTION IF EXISTS receiver_store_plain;
+DROP FUNCTION IF EXISTS receiver_store_placed;
 DROP FUNCTION IF EXISTS receiver_settle;
 DROP FUNCTION IF EXISTS receiver_insert_signals;
 
@@ -92,5 +93,55 @@ BEGIN
     ON CONFLICT (account_id, source, event_type, event_name) DO UPDATE
     SET count = q.count + excluded.count, last_seen_at = excluded.last_seen_at;
     RETURN true;
+END
+$fn$;
+
+-- A body's first statement: the key, then the account's rules lock shared, then what is read
+-- under it (identity/locks.py, order 1): the rules version the events are mapped with, the
+-- month's limit and what is used of it. No row for an unknown or revoked key.
+DROP FUNCTION IF EXISTS receiver_begin;
+CREATE FUNCTION receiver_begin(p_account_id bigint, p_key_hash bytea, p_lock_namespace integer,
+                               p_lock_key integer, p_period_start date)
+RETURNS TABLE (key_id bigint, secret varchar, plan varchar, signal_limit bigint,
+               rules_version bigint, used bigint)
+LANGUAGE plpgsql VOLATILE
+SET plan_cache_mode = force_generic_plan
+AS $fn$
+BEGIN
+    PERFORM FROM api_keys AS k
+    WHERE k.account_id = p_account_id AND k.key_hash = p_key_hash AND k.revoked_at IS NULL;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    PERFORM pg_advisory_xact_lock_shared(p_lock_namespace, p_lock_key);
+    -- VOLATILE: this statement takes its snapshot after the lock is granted.
+    RETURN QUERY
+    SELECT k.id, k.secret, a.plan, a.signal_limit, a.rules_version, coalesce(u.used, 0)
+    FROM api_keys AS k
+    JOIN accounts AS a ON a.id = k.account_id
+    LEFT JOIN usage_counters AS u ON u.account_id = a.id AND u.period_start = p_period_start
+    WHERE k.account_id = p_account_id AND k.key_hash = p_key_hash AND k.revoked_at IS NULL;
+END
+$fn$;
+
+-- A plain body's last statement: its placed signals inserted, then settled; past the month's
+-- limit it raises SQLSTATE RL429, so that nothing of it commits.
+CREATE FUNCTION receiver_store_placed(p_account_id bigint, p_period_start date, p_limit bigint,
+                                      p_rows jsonb, p_now timestamptz,
+                                      OUT content_hashes bytea[], OUT signal_ids bigint[],
+                                      OUT cold boolean[])
+LANGUAGE plpgsql VOLATILE
+SET plan_cache_mode = force_generic_plan
+AS $fn$
+DECLARE
+    v_new jsonb;
+BEGIN
+    SELECT coalesce(jsonb_agg(to_jsonb(n)), '[]'::jsonb), array_agg(n.content_hash),
+           array_agg(n.id), array_agg(n.is_cold)
+    INTO v_new, content_hashes, signal_ids, cold
+    FROM receiver_insert_signals(p_account_id, p_rows, p_now) AS n;
+    IF NOT receiver_settle(p_account_id, p_period_start, p_limit, v_new, '[]'::jsonb, p_now) THEN
+        RAISE EXCEPTION 'new signals past the month''s limit' USING ERRCODE = 'RL429';
+    END IF;
 END
 $fn$;
