@@ -104,15 +104,6 @@ def lookup(session: Session, account_id: int, keys: Iterable[Key]) -> Graph:
     return load(session, account_id, keys, (), 0, whole_clusters=False)[0]
 
 
-def reach(
-    session: Session, account_id: int, keys: Iterable[Key], emails: Iterable[str]
-) -> tuple[set[Key], set[int]]:
-    """Every identifier of the clusters the keys belong to, and the leads of those clusters
-    and of the emails: what linking the keys and emails may change (locks.py)."""
-    graph, traits, _ = load(session, account_id, keys, emails, 0, whole_clusters=True)
-    return set(graph.identifiers), set(graph.lead_clusters) | set(traits)
-
-
 def _identity_columns() -> tuple[Any, ...]:
     i, c = identities_table.c, clusters_table.c
     return (

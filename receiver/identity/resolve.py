@@ -77,20 +77,26 @@ def _is(draft: Draft, kind: str) -> bool:
 
 
 def apply(
-    session: Session, account_id: int, drafts: Sequence[Draft], now: datetime, policy: Policy
+    session: Session,
+    account_id: int,
+    drafts: Sequence[Draft],
+    now: datetime,
+    policy: Policy,
+    held: set[int],
 ) -> Applied:
-    """Store the drafts in body order, with their identity effects; the caller settles."""
+    """Store the drafts in body order, with their identity effects; the caller settles.
+    held: the identity locks lock_identities took."""
     applied = Applied()
     run: list[Draft] = []
     for draft in drafts:
         if _is(draft, "delete"):
-            _apply_run(session, account_id, run, now, policy, applied)
+            _apply_run(session, account_id, run, now, policy, applied, held)
             run = []
             forget_person(session, account_id, draft, applied.deferred)
             applied.deleted.add(draft.content_hash)
         else:
             run.append(draft)
-    _apply_run(session, account_id, run, now, policy, applied)
+    _apply_run(session, account_id, run, now, policy, applied, held)
     if applied.cold and (applied.deleted or any(changes_identity(d) for d in drafts)):
         # A later run may have rehydrated signals that an earlier one left cold.
         applied.cold = store.still_cold(session, account_id, applied.cold)
@@ -103,27 +109,33 @@ def apply_stored(
     mapped: Sequence[tuple[int, Draft]],
     now: datetime,
     policy: Policy,
+    held: set[int],
 ) -> Applied:
     """The identity effects of stored signals that a rule now maps (a backfill), as on
-    arrival; the caller holds their identity locks and writes applied.spans and deferred."""
+    arrival; the caller holds their identity locks (held, as lock_identities returned them)
+    and writes applied.spans and deferred."""
     applied = Applied()
     changing = [(signal_id, d) for signal_id, d in mapped if changes_identity(d)]
     if not changing:
         return applied
     drafts = [d for _, d in changing]
-    body_graph, traits, by_email = graph.load(
-        session,
-        account_id,
-        (key for d in drafts for key in _keys(d)),
-        (e for d in drafts if (e := _email(d)) is not None),
-        policy.max_leads_per_identifier,
-        whole_clusters=True,
-    )
+    body_graph, traits, by_email = _load_locked(session, account_id, drafts, policy, held)
     body = []
     for signal_id, d in changing:
         keys = tuple(graph.keys_of(d))
         body.append((d, BodySignal(keys, body_graph.place(keys), d.occurred_at), signal_id))
+    placed_by_graph = [signal.placement for _, signal, _ in body]
     _resolve(session, account_id, body_graph, traits, by_email, body, now, policy, applied)
+    store.replace_placements(
+        session,
+        account_id,
+        [
+            (signal_id, signal.placement)
+            for (_, signal, signal_id), before in zip(body, placed_by_graph, strict=True)
+            if signal.placement != before
+        ],
+        now,
+    )
     for draft, signal, _ in body:
         if signal.placement.lead_id is not None:
             store.widen(
@@ -139,35 +151,62 @@ def _apply_run(
     now: datetime,
     policy: Policy,
     applied: Applied,
+    held: set[int],
 ) -> None:
     if not drafts:
         return
     changing = any(changes_identity(d) for d in drafts)
-    body_graph, traits, by_email = graph.load(
+    if changing:
+        body_graph, traits, by_email = _load_locked(session, account_id, drafts, policy, held)
+    else:
+        body_graph, traits, by_email = graph.load(
+            session, account_id, (k for d in drafts for k in _keys(d)), (), 0, whole_clusters=False
+        )
+    keys = [tuple(graph.keys_of(d)) for d in drafts]
+    if not changing:
+        placements = [body_graph.place(k) for k in keys]
+        inserted = store.insert_signals(session, account_id, drafts, placements, now)
+        for draft, placement in zip(drafts, placements, strict=True):
+            _record_new(applied, inserted, draft, placement)
+        return
+    # Identity events already stored had their effects with their first delivery: only new
+    # ones are replayed. Ids are taken first, so that replay links each signal it moves to
+    # the event that moved it, and every row is inserted once, where replay put it.
+    stored = store.stored_hashes(
+        session, account_id, [d.content_hash for d in drafts if changes_identity(d)]
+    )
+    ids = store.allocate_signal_ids(session, len(drafts))
+    body: list[tuple[Draft, BodySignal, int]] = []
+    seen = set(stored) | set(applied.inserted)  # and the first copy of each event of this body
+    for draft, draft_keys, signal_id in zip(drafts, keys, ids, strict=True):
+        if draft.content_hash not in seen:
+            seen.add(draft.content_hash)
+            signal = BodySignal(draft_keys, body_graph.place(draft_keys), draft.occurred_at)
+            body.append((draft, signal, signal_id))
+    _resolve(session, account_id, body_graph, traits, by_email, body, now, policy, applied)
+    inserted = store.insert_signals(
         session,
         account_id,
-        (key for d in drafts for key in _keys(d)),
-        (e for d in drafts if changes_identity(d) and (e := _email(d)) is not None),
-        policy.max_leads_per_identifier,
-        whole_clusters=changing,
+        [draft for draft, _, _ in body],
+        [signal.placement for _, signal, _ in body],
+        now,
+        [signal_id for _, _, signal_id in body],
     )
-    keys = [tuple(graph.keys_of(d)) for d in drafts]
-    placements = [body_graph.place(k) for k in keys]
-    inserted = store.insert_signals(session, account_id, drafts, placements, now)
-    body: list[tuple[Draft, BodySignal, int]] = []
-    for draft, draft_keys, placement in zip(drafts, keys, placements, strict=True):
-        digest = draft.content_hash
-        if digest in inserted and digest not in applied.inserted:  # new, and its first copy
-            applied.inserted[digest] = inserted[digest]
-            body.append(
-                (draft, BodySignal(draft_keys, placement, draft.occurred_at), inserted[digest])
-            )
-    if any(changes_identity(draft) for draft, _, _ in body):
-        _resolve(session, account_id, body_graph, traits, by_email, body, now, policy, applied)
-    for draft, signal, signal_id in body:
-        applied.new.append(store.NewSignal(signal_id, signal.placement.lead_id, draft))
-        if signal.placement.is_cold:
-            applied.cold.add(draft.content_hash)
+    for draft, signal, _ in body:
+        _record_new(applied, inserted, draft, signal.placement)
+
+
+def _record_new(
+    applied: Applied, inserted: dict[bytes, int], draft: Draft, placement: Placement
+) -> None:
+    """A new signal of the body (its first copy), where it went."""
+    digest = draft.content_hash
+    if digest not in inserted or digest in applied.inserted:
+        return  # a duplicate, or the second copy of one event in this body
+    applied.inserted[digest] = inserted[digest]
+    applied.new.append(store.NewSignal(inserted[digest], placement.lead_id, draft))
+    if placement.is_cold:
+        applied.cold.add(digest)
 
 
 def _resolve(
@@ -182,8 +221,8 @@ def _resolve(
     applied: Applied,
 ) -> None:
     """Replay the new events in memory, then write what changed: leads of new emails first
-    (replay links to them), then the graph, the stored cold signals moved, and the body's
-    own signals that replay placed elsewhere than their insert did."""
+    (replay links to them), then the graph and the stored cold signals moved. The body's own
+    signals are left placed in body, for the caller to insert or move."""
     first_seen: dict[str, datetime] = {}
     for draft, _, _ in body:
         email = _email(draft) if changes_identity(draft) else None
@@ -194,7 +233,6 @@ def _resolve(
         traits[lead_id] = LeadTraits({}, {}, None)
     for lead_id, state in traits.items():
         applied.deferred.preload(lead_id, state)
-    inserted_as = [signal.placement for _, signal, _ in body]
     companies = _replay(body_graph, by_email, body, applied.deferred)
     leads.record_companies(session, account_id, companies, now)
     graph.write(session, account_id, body_graph, now)
@@ -208,16 +246,6 @@ def _resolve(
     )
     for lead_id, (earliest, latest) in moved.items():
         store.widen(applied.spans, lead_id, earliest, latest)
-    store.replace_placements(
-        session,
-        account_id,
-        [
-            (signal_id, signal.placement)
-            for (_, signal, signal_id), before in zip(body, inserted_as, strict=True)
-            if signal.placement != before
-        ],
-        now,
-    )
     applied.blocked.extend(body_graph.blocked)
 
 
@@ -323,10 +351,12 @@ def forget_person(session: Session, account_id: int, draft: Draft, deferred: Def
         graph.forget_cluster(session, account_id, known.cluster)
 
 
-def lock_identities(session: Session, account_id: int, drafts: Sequence[Draft]) -> None:
-    """Take the identity locks a body's drafts need (locks.py, orders 2 and 3): shared on the
+def lock_identities(session: Session, account_id: int, drafts: Sequence[Draft]) -> set[int]:
+    """Take the identity locks a body's drafts need (locks.py, order 2): shared on the
     identifiers plain events are placed by; exclusive on everything identity events may
-    change: their identifiers, emails and leads, and every identifier of their clusters."""
+    change: their identifiers, emails and leads, and every identifier of their clusters, as
+    read just before. Returns the exclusive ones; the graph is read again under them (order 3,
+    _load_locked), since a cluster may have grown in between."""
     changing = [d for d in drafts if changes_identity(d)]
     shared = {
         locks.identity_key(account_id, kind, value)
@@ -336,21 +366,56 @@ def lock_identities(session: Session, account_id: int, drafts: Sequence[Draft]) 
     }
     if not changing:
         locks.lock_identities(session, (), shared)
-        return
-    # Read before locking, to take most of the closure in key order; read again under the
-    # locks, since a cluster may have grown in between.
-    wanted = _reach(session, account_id, changing)
+        return set()
+    loaded = _load(session, account_id, changing, 0)
+    wanted = _keys_to_lock(account_id, changing, *loaded)
     locks.lock_identities(session, wanted, shared - wanted)
-    locks.lock_closure(session, _reach(session, account_id, changing), set(wanted))
+    return wanted
 
 
-def _reach(session: Session, account_id: int, drafts: Sequence[Draft]) -> set[int]:
-    """The lock keys of everything the identity events may change, as the graph stands."""
-    keys = {key for d in drafts for key in _keys(d)}
-    emails = {e for d in drafts if (e := _email(d)) is not None}
-    members, lead_ids = graph.reach(session, account_id, keys, emails)
+def _load(
+    session: Session, account_id: int, drafts: Sequence[Draft], max_leads: int
+) -> tuple[Graph, dict[int, LeadTraits], dict[str, int]]:
+    """The graph as far as the drafts' identifiers and emails reach (identity events' only)."""
+    return graph.load(
+        session,
+        account_id,
+        (key for d in drafts for key in _keys(d)),
+        (e for d in drafts if changes_identity(d) and (e := _email(d)) is not None),
+        max_leads,
+        whole_clusters=True,
+    )
+
+
+def _load_locked(
+    session: Session, account_id: int, drafts: Sequence[Draft], policy: Policy, held: set[int]
+) -> tuple[Graph, dict[int, LeadTraits], dict[str, int]]:
+    """_load, under the locks of all it reaches: those not held yet are taken without waiting
+    (locks.lock_closure), or the transaction starts over."""
+    loaded = _load(session, account_id, drafts, policy.max_leads_per_identifier)
+    locks.lock_closure(session, _keys_to_lock(account_id, drafts, *loaded), held)
+    return loaded
+
+
+def _keys_to_lock(
+    account_id: int,
+    drafts: Sequence[Draft],
+    body_graph: Graph,
+    traits: dict[int, LeadTraits],
+    by_email: dict[str, int],
+) -> set[int]:
+    """The lock keys of everything the identity events among drafts may change, as the graph
+    stands: their identifiers and every identifier of those identifiers' clusters, their
+    emails, and the leads of both. (Plain events' identifiers are locked shared.)"""
+    changing = [d for d in drafts if changes_identity(d)]
+    keys = {key for d in changing for key in _keys(d)}
+    clusters = {entry.cluster for k in keys if (entry := body_graph.known(k)) is not None}
+    keys |= {k for k, entry in body_graph.identifiers.items() if entry.cluster in clusters}
+    emails = {e for d in changing if (e := _email(d)) is not None}
+    lead_ids = {lead for c in clusters if (lead := body_graph.lead_of_cluster(c)) is not None}
+    lead_ids |= {by_email[e] for e in emails if e in by_email}
     return {
-        *(locks.identity_key(account_id, kind, value) for kind, value in keys | members),
+        *(locks.identity_key(account_id, kind, value) for kind, value in keys),
         *(locks.identity_key(account_id, locks.EMAIL, email) for email in emails),
         *(locks.identity_key(account_id, locks.LEAD, lead_id) for lead_id in lead_ids),
     }

@@ -133,18 +133,18 @@ def store_body(
     locked, so what is left of the limit cannot shrink meanwhile."""
     sender = begun.sender
     account_id = sender.account_id
-    drafts = map_and_lock(session, account_id, begun.rules_version, prepared.drafts)
+    drafts, held = map_and_lock(session, account_id, begun.rules_version, prepared.drafts)
     period_start, _ = store.period_of(now)
     if begun.used + len(drafts) <= sender.signal_limit:
         # It fits as the counter stood: no savepoint. Should others have claimed the rest
         # meanwhile, the transaction starts over, and then takes the savepoint.
-        applied = resolve.apply(session, account_id, drafts, now, policy)
+        applied = resolve.apply(session, account_id, drafts, now, policy, held)
         if not _settle(session, sender, applied, period_start, now):
             raise OverTaken()
         applied.deferred.flush(session, account_id)
         return outcome_of(prepared, applied, len(drafts))
     attempt = session.begin_nested()
-    applied = resolve.apply(session, account_id, drafts, now, policy)
+    applied = resolve.apply(session, account_id, drafts, now, policy, held)
     accepted = len(drafts)
     if _settle(session, sender, applied, period_start, now):
         attempt.commit()
@@ -155,7 +155,7 @@ def store_body(
             session, account_id, period_start, sender.signal_limit
         )
         accepted = _fitting(drafts, new_hashes, remaining)
-        applied = resolve.apply(session, account_id, drafts[:accepted], now, policy)
+        applied = resolve.apply(session, account_id, drafts[:accepted], now, policy, held)
         if not _settle(session, sender, applied, period_start, now):
             raise AssertionError("a locked counter refused what it had left")
     applied.deferred.flush(session, account_id)
@@ -193,15 +193,14 @@ class OverTaken(StartOver):
 
 def map_and_lock(
     session: Session, account_id: int, version: int, drafts: list[Draft]
-) -> list[Draft]:
+) -> tuple[list[Draft], set[int]]:
     """Map the drafts with the rules of the version read under the rules lock (a rule change
     takes it exclusive, so no event is matched against rules older than a finished
     backfill); then take the identity locks the mapped drafts need."""
     rules = engine.active_rules(session, account_id, version)
     if rules:
         drafts = mapped(rules, drafts)
-    resolve.lock_identities(session, account_id, drafts)
-    return drafts
+    return drafts, resolve.lock_identities(session, account_id, drafts)
 
 
 def mapped(rules: Sequence[engine.CompiledRule], drafts: list[Draft]) -> list[Draft]:

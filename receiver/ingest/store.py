@@ -66,20 +66,27 @@ def insert_signals(
     drafts: Sequence[Draft],
     placements: Sequence[Placement],
     received_at: datetime,
+    ids: Sequence[int] | None = None,
 ) -> dict[bytes, int]:
-    """Insert the placed drafts in one statement; returns the id of each newly stored signal
-    by content hash. Duplicates of stored signals are skipped."""
+    """Insert the placed drafts (with the ids given, if any) in one statement; returns the
+    id of each newly stored signal by content hash. Duplicates of stored signals are skipped."""
     if not drafts:
         return {}
     connection = session.connection()
     if connection.dialect.name == "postgresql":
         inserted = connection.exec_driver_sql(
-            INSERT_SIGNALS, (account_id, signal_rows_json(drafts, placements), received_at)
+            INSERT_SIGNALS, (account_id, signal_rows_json(drafts, placements, ids), received_at)
         )
         return {bytes(digest): signal_id for signal_id, digest in inserted}
     rows = [
-        {"account_id": account_id, "received_at": received_at, **signal_columns(d, p)}
-        for d, p in zip(drafts, placements, strict=True)
+        {
+            "account_id": account_id,
+            "received_at": received_at,
+            **signal_columns(d, p),
+            "linked_at": received_at if p.linked_by is not None else None,
+            **({"id": ids[n]} if ids is not None else {}),
+        }
+        for n, (d, p) in enumerate(zip(drafts, placements, strict=True))
     ]
     inserted = connection.execute(prepared(session, _signal_insert), rows)
     return {digest: signal_id for digest, signal_id in inserted}
@@ -169,23 +176,63 @@ def replace_placements(
 
 
 def signal_columns(draft: Draft, placement: Placement) -> dict[str, Any]:
-    """A new signal's row, but for its account and when it was received."""
-    return {**event_columns(draft), "lead_id": placement.lead_id, "is_cold": placement.is_cold}
+    """A new signal's row, but for its account, its id and when it was received (and so
+    linked)."""
+    return {**event_columns(draft), **_placed(placement)}
 
 
-def signal_rows_json(drafts: Sequence[Draft], placements: Sequence[Placement]) -> str:
+def signal_rows_json(
+    drafts: Sequence[Draft], placements: Sequence[Placement], ids: Sequence[int] | None = None
+) -> str:
     """The rows of receiver_insert_signals: a single parameter, serialised in one call and
     read by Postgres in one pass, whatever the size of the body."""
     return _json(
         [
-            {**event_columns(d), "content_hash": d.content_hash.hex(), **_placed(p)}
-            for d, p in zip(drafts, placements, strict=True)
+            {
+                **event_columns(d),
+                "content_hash": d.content_hash.hex(),
+                **_placed(p),
+                "id": ids[n] if ids is not None else None,
+            }
+            for n, (d, p) in enumerate(zip(drafts, placements, strict=True))
         ]
     )
 
 
 def _placed(placement: Placement) -> dict[str, Any]:
-    return {"lead_id": placement.lead_id, "is_cold": placement.is_cold}
+    return {
+        "lead_id": placement.lead_id,
+        "is_cold": placement.is_cold,
+        "linked_by_signal_id": placement.linked_by,
+    }
+
+
+def allocate_signal_ids(session: Session, count: int) -> list[int]:
+    """Ids for signals about to be inserted, so that identity resolution can link signals to
+    the events that moved them before any is written."""
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        return list(connection.execute(_NEXT_SIGNAL_IDS, {"count": count}).scalars())
+    # SQLite has one writing transaction at a time (BEGIN IMMEDIATE): the next ids are free.
+    last = connection.execute(sa.select(sa.func.max(signals_table.c.id))).scalar() or 0
+    return list(range(last + 1, last + 1 + count))
+
+
+_NEXT_SIGNAL_IDS = sa.text(
+    "SELECT nextval('signals_id_seq'::regclass) FROM generate_series(1, :count)"
+)
+
+
+def stored_hashes(session: Session, account_id: int, hashes: Sequence[bytes]) -> set[bytes]:
+    """Which of these events are stored already. Read under their identity locks, which every
+    writer of them holds: no other transaction stores one of them meanwhile."""
+    if not hashes:
+        return set()
+    c = signals_table.c
+    rows = session.execute(
+        sa.select(c.content_hash).where(c.account_id == account_id, c.content_hash.in_(hashes))
+    )
+    return {bytes(digest) for digest in rows.scalars()}
 
 
 def new_signals_json(new: Sequence[NewSignal]) -> str:

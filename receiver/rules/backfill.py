@@ -178,7 +178,7 @@ def _map_rows(
             )
     if not drafts:
         return 0
-    resolution.lock_identities(session, account_id, [draft for _, draft in drafts])
+    held = resolution.lock_identities(session, account_id, [draft for _, draft in drafts])
     session.execute(
         sa.update(signals_table)
         .where(s.account_id == account_id, s.id == sa.bindparam("signal_id"), s.rule_id.is_(None))
@@ -191,7 +191,7 @@ def _map_rows(
             for signal_id, draft in drafts
         ],
     )
-    applied = resolution.apply_stored(session, account_id, drafts, now, policy)
+    applied = resolution.apply_stored(session, account_id, drafts, now, policy, held)
     applied.deferred.dequeued.update(
         group_key(d.source, d.event_type, d.event_name) for _, d in drafts
     )

@@ -13,7 +13,8 @@ DROP FUNCTION IF EXISTS receiver_settle;
 DROP FUNCTION IF EXISTS receiver_insert_signals;
 
 -- Insert the placed signals of a body, skipping those stored already; the new ones, with
--- what receiver_settle needs of them.
+-- what receiver_settle needs of them. A row's id is the one given (identity resolution takes
+-- ids first, to link signals to the events that moved them), else the next.
 CREATE FUNCTION receiver_insert_signals(p_account_id bigint, p_rows jsonb, p_now timestamptz)
 RETURNS TABLE (id bigint, content_hash bytea, lead_id bigint, is_cold boolean,
                occurred_at timestamptz, rule_id bigint, source varchar, event_type varchar,
@@ -21,18 +22,21 @@ RETURNS TABLE (id bigint, content_hash bytea, lead_id bigint, is_cold boolean,
 LANGUAGE sql VOLATILE
 SET plan_cache_mode = force_generic_plan
 AS $fn$
-    INSERT INTO signals AS s (account_id, source, event_type, event_name, anonymous_id,
+    INSERT INTO signals AS s (account_id, id, source, event_type, event_name, anonymous_id,
                               user_id, message_id, content_hash, payload, occurred_at,
                               received_at, lead_id, is_cold, linked_by_signal_id, linked_at,
                               rule_id, mapped_name, score, mapped_fields)
-    SELECT p_account_id, b.source, b.event_type, b.event_name, b.anonymous_id, b.user_id,
-           b.message_id, decode(b.content_hash, 'hex'), b.payload, b.occurred_at, p_now,
-           b.lead_id, b.is_cold, NULL, NULL, b.rule_id, b.mapped_name, b.score, b.mapped_fields
+    SELECT p_account_id, coalesce(b.id, nextval('signals_id_seq'::regclass)), b.source,
+           b.event_type, b.event_name, b.anonymous_id, b.user_id, b.message_id,
+           decode(b.content_hash, 'hex'), b.payload, b.occurred_at, p_now, b.lead_id, b.is_cold,
+           b.linked_by_signal_id, CASE WHEN b.linked_by_signal_id IS NOT NULL THEN p_now END,
+           b.rule_id, b.mapped_name, b.score, b.mapped_fields
     FROM jsonb_to_recordset(p_rows)
-      AS b (source varchar, event_type varchar, event_name varchar, anonymous_id varchar,
-            user_id varchar, message_id varchar, content_hash text, payload jsonb,
-            occurred_at timestamptz, lead_id bigint, is_cold boolean, rule_id bigint,
-            mapped_name varchar, score integer, mapped_fields jsonb)
+      AS b (id bigint, source varchar, event_type varchar, event_name varchar,
+            anonymous_id varchar, user_id varchar, message_id varchar, content_hash text,
+            payload jsonb, occurred_at timestamptz, lead_id bigint, is_cold boolean,
+            linked_by_signal_id bigint, rule_id bigint, mapped_name varchar, score integer,
+            mapped_fields jsonb)
     ON CONFLICT (account_id, content_hash) DO NOTHING
     RETURNING s.id, s.content_hash, s.lead_id, s.is_cold, s.occurred_at, s.rule_id, s.source,
               s.event_type, s.event_name, s.payload

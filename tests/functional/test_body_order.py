@@ -108,10 +108,12 @@ def state(engine: sa.Engine, account_id: int) -> dict[str, Any]:
         clusters.setdefault(row["cluster_id"], set()).add((row["kind"], row["value"]))
     return {
         "signals": sorted(
-            (r["message_id"], bool(r["is_cold"]), r["email"], r["linked_by"]) for r in signals
+            ((r["message_id"], bool(r["is_cold"]), r["email"], r["linked_by"]) for r in signals),
+            key=repr,  # emails and messageIds may be null
         ),
         "identities": sorted(
-            (r["kind"], r["value"], bool(r["blocked"]), r["email"]) for r in identities
+            ((r["kind"], r["value"], bool(r["blocked"]), r["email"]) for r in identities),
+            key=repr,
         ),
         "clusters": sorted(sorted(members) for members in clusters.values()),
         "leads": sorted(
@@ -125,7 +127,7 @@ def state(engine: sa.Engine, account_id: int) -> dict[str, Any]:
             )
             for r in leads
         ),
-        "companies": sorted((r["group_id"], r["name"]) for r in companies),
+        "companies": sorted(((r["group_id"], r["name"]) for r in companies), key=repr),
     }
 
 

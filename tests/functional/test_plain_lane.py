@@ -75,7 +75,8 @@ def usage(engine, account):
         rows = connection.execute(
             sa.text(
                 "SELECT (SELECT used FROM usage_counters WHERE account_id = :a),"
-                " (SELECT array_agg(event_name || ':' || count ORDER BY event_name)"
+                " (SELECT array_agg(event_type || '/' || event_name || ':' || count"
+                " ORDER BY event_type, event_name)"
                 "  FROM queue_groups WHERE account_id = :a)"
             ),
             {"a": account.account_id},
