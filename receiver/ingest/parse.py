@@ -40,9 +40,22 @@ def parse_events(raw: bytes) -> tuple[list[Any], bool]:
     return events, is_batch
 
 
+# Segment signs the first element of a batch: an event, at most MAX_EVENT_BYTES (32 KB by
+# default) to be stored. The scan for its end is Python over each structural character, so it
+# looks no further than this: a longer first element is no event this receiver stores anyway,
+# and a 16 MB body costs no more to check than a batch of ordinary events.
+MAX_SIGNED_ELEMENT_BYTES = 256 * 1024
+
+
 def first_element_span(raw: bytes) -> tuple[int, int] | None:
     """Where the first element of a JSON array body starts and ends in the raw bytes, or None
-    when the body is not an array. The body is assumed to be valid JSON."""
+    when the body is not an array or its first element is longer than
+    MAX_SIGNED_ELEMENT_BYTES. The body is assumed to be valid JSON."""
+    start = _skip_whitespace(raw, 0)
+    return _first_element(raw[: start + MAX_SIGNED_ELEMENT_BYTES])
+
+
+def _first_element(raw: bytes) -> tuple[int, int] | None:
     start = _skip_whitespace(raw, 0)
     if start >= len(raw) or raw[start : start + 1] != b"[":
         return None

@@ -17,13 +17,22 @@ def hmac_sha1_hex(secret: str, message: bytes) -> str:
     return hmac.new(secret.encode(), message, hashlib.sha1).hexdigest()
 
 
-def signature_matches(secret: str, raw_body: bytes, signature: str) -> bool:
-    """The signature covers the whole body or, for a JSON array, the raw text of its first
-    element: Segment's Webhooks (Actions) destination signs only that when it batches."""
+def signed_texts(raw_body: bytes) -> list[bytes]:
+    """What a signature may cover: the whole body or, for a JSON array, the raw text of its
+    first element (Segment's Webhooks (Actions) destination signs only that when it
+    batches). Found once per request, whatever the number of signature headers."""
     candidates = [raw_body]
     first = first_element_span(raw_body)
     if first is not None:
         candidates.append(raw_body[first[0] : first[1]])
+    return candidates
+
+
+def signature_matches(secret: str, raw_body: bytes, signature: str) -> bool:
+    return _signs_one_of(secret, signed_texts(raw_body), signature)
+
+
+def _signs_one_of(secret: str, candidates: list[bytes], signature: str) -> bool:
     given = signature.strip().lower().encode()
     matches = [hmac.compare_digest(hmac_sha1_hex(secret, c).encode(), given) for c in candidates]
     return any(matches)
@@ -34,8 +43,8 @@ def secret_presented(secret: str, headers: Headers | Mapping[str, str], raw_body
     given = headers.get("X-Api-Secret")
     if given is not None and hmac.compare_digest(given.encode(), secret.encode()):
         return True
-    return any(
-        signature_matches(secret, raw_body, signature)
-        for signature in (headers.get(name) for name in SIGNATURE_HEADERS)
-        if signature is not None
-    )
+    signatures = [s for s in (headers.get(name) for name in SIGNATURE_HEADERS) if s is not None]
+    if not signatures:
+        return False
+    candidates = signed_texts(raw_body)
+    return any(_signs_one_of(secret, candidates, signature) for signature in signatures)

@@ -50,3 +50,15 @@ def test_one_right_proof_is_enough_beside_wrong_ones():
         "key", {"X-Signature": "00" * 20, "X-Segment-Signature": FOX_KEY_SHA1}, FOX
     )
     assert not secret_presented("key", {"X-Api-Secret": "nope", "X-Signature": "00" * 20}, FOX)
+
+
+def test_a_huge_body_under_both_signature_headers_costs_a_bounded_check():
+    """16 MB whose first element never ends, signed under both headers: the first element is
+    looked for once, and no further than an event could reach."""
+    import time
+
+    body = b'[{"a": "' + b"[{" * (8 * 1024 * 1024) + b'"}]'
+    headers = {"X-Signature": "0" * 40, "X-Segment-Signature": "1" * 40}
+    started = time.monotonic()
+    assert not secret_presented("s3cret", headers, body)
+    assert time.monotonic() - started < 1.0
