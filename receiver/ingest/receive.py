@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlmodel import Session
 from werkzeug.datastructures import Headers
 
-from receiver.accounts import Sender, find_sender
+from receiver.accounts import Sender, find_sender, known_key
 from receiver.config import Settings
 from receiver.db import run_on_driver, run_transaction
 from receiver.errors import BadRequest, PayloadTooLarge, ReceiverError, Unauthorized
@@ -52,6 +52,8 @@ def receive(
     """Store the body's events; raises a ReceiverError for what the sender must be told.
     client_ip: the address to put in each event's context.ip where it has none."""
     refuse_unusable_api_key(api_key)
+    if not known_key(engine, api_key):
+        raise Unauthorized()  # before the body is parsed: a made-up key costs one lookup
     check_secret = partial(_check_secret, headers=headers, raw=raw)
     try:
         prepared = parse(raw, now, settings, default_type)

@@ -147,3 +147,16 @@ def test_hostile_admin_bodies_are_4xx(client, account, body):
         response = client.post(path, data=body, headers=headers)
         assert 400 <= response.status_code < 500, (path, response.status_code)
         assert response.is_json and response.json["message"]
+
+
+def test_an_unknown_key_is_refused_before_its_body_is_parsed(client, monkeypatch):
+    """A made-up key with a 16 MB body: one lookup, no parse (which cost 600 MB of a worker)."""
+    from receiver.ingest import receive
+
+    def no_parse(*_args, **_kwargs):
+        raise AssertionError("the body was parsed")
+
+    monkeypatch.setattr(receive, "parse_events", no_parse)
+    body = b"[" + b",".join([b'{"type": "track", "anonymousId": "a"}'] * 400_000) + b"]"
+    response = client.post("/webhook/rk_1_madeupmadeupmadeupmadeup00", data=body)
+    assert response.status_code == 401
