@@ -123,11 +123,13 @@ def receive(
     # a twentieth of a plain event's time in the worker) only when a body was not all stored.
     log.log(
         logging.INFO if outcome.stored < len(outcome.results) else logging.DEBUG,
-        "received=%d stored=%d duplicates=%d rejected=%d",
+        "received=%d stored=%d duplicates=%d invalid=%d rejected=%d deleted=%d",
         len(outcome.results),
         outcome.stored,
         outcome.duplicates,
+        outcome.invalid,
         outcome.rejected,
+        outcome.deleted,
     )
     if outcome.rejected:
         raise OverLimit(

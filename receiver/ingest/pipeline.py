@@ -21,7 +21,13 @@ from receiver.identity import resolve
 from receiver.identity.locks import LOCK_NAMESPACE
 from receiver.identity.resolve import Applied, Policy
 from receiver.ingest import store
-from receiver.ingest.segment import Draft, InvalidEvent, readable_message_id, to_draft
+from receiver.ingest.segment import (
+    Draft,
+    InvalidEvent,
+    foreign_type_note,
+    readable_message_id,
+    to_draft,
+)
 from receiver.models import accounts_table
 from receiver.rules import engine
 
@@ -42,18 +48,25 @@ class Prepared:
 
 @dataclass
 class Outcome:
+    """What a body's events became. received = stored + duplicates + invalid + rejected +
+    deleted."""
+
     results: list[dict[str, Any]]
     stored: int = 0
     duplicates: int = 0
     rejected: int = 0
+    invalid: int = 0
+    deleted: int = 0
 
     def body(self) -> dict[str, Any]:
-        return {
+        body: dict[str, Any] = {
             "received": len(self.results),
             "stored": self.stored,
             "duplicates": self.duplicates,
-            "results": self.results,
         }
+        if self.deleted:
+            body["deleted"] = self.deleted
+        return {**body, "results": self.results}
 
 
 def prepare(
@@ -232,16 +245,19 @@ def outcome_of(prepared: Prepared, applied: Applied, accepted: int) -> Outcome:
     for item in prepared.items:
         if isinstance(item, InvalidEvent):
             outcome.results.append(invalid_result(item))
+            outcome.invalid += 1
             continue
-        result = {"status": "duplicate", "messageId": item.message_id}
+        result: dict[str, Any] = {"status": "duplicate", "messageId": item.message_id}
+        if (note := foreign_type_note(item.payload)) is not None and item.source == "webhook":
+            result["note"] = note
         if position >= accepted:
             result["status"] = "rejected"
             outcome.rejected += 1
         elif item.content_hash in applied.deleted:
-            # Carried out, and counted as stored so that the counts add up to what was received;
-            # the request itself is not kept (it would keep the identifiers it deleted).
-            result.update(status="stored", action="deleted")
-            outcome.stored += 1
+            # Carried out; the request itself is not kept (it would keep the identifiers it
+            # deleted), so it is no stored event.
+            result["status"] = "deleted"
+            outcome.deleted += 1
         elif item.content_hash in applied.inserted and item.content_hash not in claimed:
             claimed.add(item.content_hash)
             result["status"] = "cold" if item.content_hash in applied.cold else "stored"

@@ -8,7 +8,7 @@ not retry one).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from receiver.ingest.fingerprint import content_hash, split_json
@@ -104,10 +104,22 @@ def to_draft(
         _generic_name(event),
         None,
         None,
-        None,
+        readable_message_id(event),
         occurred_at(event, received_at),
         event,
         digest,
+    )
+
+
+def foreign_type_note(event: dict[str, Any]) -> str | None:
+    """For a JSON object with a `type` that is none of Segment's: why it is a generic signal
+    (a typo such as `trak` would otherwise pass unseen)."""
+    kind = event.get("type")
+    if not isinstance(kind, str) or kind in SEGMENT_TYPES:
+        return None
+    return (
+        f"`type` {kind[:40]!r} is not one of Segment's ({', '.join(sorted(SEGMENT_TYPES))}): "
+        "stored as a generic webhook signal."
     )
 
 
@@ -149,8 +161,19 @@ def _generic_name(event: dict[str, Any]) -> str | None:
     return None
 
 
+# How far past its arrival an event may be dated. Senders' clocks run fast too, and an event
+# dated in the future would outrank every real one in trait precedence and pin the lead's
+# last seen (an identify dated 9999-12-31 did both): later than this, it is dated this.
+MAX_CLOCK_AHEAD = timedelta(minutes=10)
+
+
 def occurred_at(event: dict[str, Any], received_at: datetime) -> datetime:
-    """When the event happened by the sender's clock, or when it arrived."""
+    """When the event happened by the sender's clock, or when it arrived; never later than
+    MAX_CLOCK_AHEAD past its arrival."""
+    return min(_sender_time(event, received_at), received_at + MAX_CLOCK_AHEAD)
+
+
+def _sender_time(event: dict[str, Any], received_at: datetime) -> datetime:
     for camel, snake in (("timestamp", "timestamp"), ("originalTimestamp", "original_timestamp")):
         value = field(event, camel, snake)
         if isinstance(value, str):

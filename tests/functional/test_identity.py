@@ -211,8 +211,9 @@ def test_delete_removes_the_person_and_everything_of_theirs(client, account, eng
     send(client, account, identify("del@example.com", userId="user-d", anonymousId="anon-d"))
     send(client, account, track(anonymousId="anon-d"), track(userId="user-d"))
     response = send(client, account, {"type": "delete", "userId": "user-d", "messageId": "del-1"})
-    assert response["results"] == [{"status": "stored", "messageId": "del-1", "action": "deleted"}]
-    assert (response["received"], response["stored"], response["duplicates"]) == (1, 1, 0)
+    assert response["results"] == [{"status": "deleted", "messageId": "del-1"}]
+    counts = ("received", "stored", "duplicates", "deleted")
+    assert tuple(response[n] for n in counts) == (1, 0, 0, 1)
     assert lead(engine, account, "del@example.com") is None
     assert signals_of(engine, account, "anon-d", "user-d") == []
     assert (
