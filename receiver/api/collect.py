@@ -43,16 +43,23 @@ SHORT_CALLS = {
 @bp.post("/v1/<call>", strict_slashes=False)
 @bp.doc(**EVENTS_DOC, security=[{"apiKey": []}])
 def tracking_api(call: str) -> Response:
-    default_type = tracking_call(SHORT_CALLS.get(call, call))
-    return receive(
-        basic_auth_key() or body_write_key(), default_type, client_ip=request.remote_addr
-    )
+    api_key = basic_auth_key() or body_write_key()
+    default_type = tracking_call(SHORT_CALLS.get(call, call), api_key)
+    return receive(api_key, default_type, client_ip=request.remote_addr)
+
+
+# Analytics.js's bodies are small (its batches stop at 500 KB): a larger one without Basic
+# auth is not parsed to look for a key, so that no sender without a key costs a big parse.
+MAX_WRITE_KEY_BODY_BYTES = 1024 * 1024
 
 
 def body_write_key() -> str | None:
     """The writeKey of a body, as Analytics.js puts it in each event and in a batch."""
+    raw = request.get_data()
+    if len(raw) > MAX_WRITE_KEY_BODY_BYTES:
+        return None
     try:
-        body = orjson.loads(request.get_data())
+        body = orjson.loads(raw)
     except orjson.JSONDecodeError:
         return None  # answered as any bad body is, once the key is known
     if isinstance(body, dict):

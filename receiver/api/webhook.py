@@ -11,12 +11,14 @@ from typing import Any
 from flask import Response, current_app, jsonify, request
 from flask_smorest import Blueprint
 
+from receiver.accounts import known_key
 from receiver.api.cors import admit
 from receiver.config import current_settings
 from receiver.db import engine_of
-from receiver.errors import BadRequest, OverLimit
+from receiver.errors import BadRequest, OverLimit, Unauthorized
 from receiver.ingest.receive import receive as ingest
 from receiver.ingest.store import period_of
+from receiver.refusals import refuse_unusable_api_key
 
 log = logging.getLogger(__name__)
 bp = Blueprint("webhook", __name__, description="Ingestion of Segment events.")
@@ -88,7 +90,7 @@ def webhook_basic_auth() -> Response:
 @bp.post("/webhook/<api_key>/v1/<call>", strict_slashes=False)
 @bp.doc(**EVENTS_DOC)
 def tracking_api_with_key(api_key: str, call: str) -> Response:
-    return receive(api_key, tracking_call(call))
+    return receive(api_key, tracking_call(call, api_key))
 
 
 def basic_auth_key() -> str | None:
@@ -96,8 +98,13 @@ def basic_auth_key() -> str | None:
     return auth.username if auth is not None and auth.type == "basic" else None
 
 
-def tracking_call(call: str) -> str | None:
+def tracking_call(call: str, api_key: str | None) -> str | None:
+    """The event type a tracking API call implies. An unknown call is a 400, but only to a
+    sender whose key is known: whoever else asks learns nothing but 401."""
     if call not in TRACKING_CALLS:
+        refuse_unusable_api_key(api_key)
+        if not known_key(engine_of(current_app), api_key):
+            raise Unauthorized()
         raise BadRequest(f"Unknown call /v1/{call}: use one of {', '.join(TRACKING_CALLS)}.")
     return TRACKING_CALLS[call]
 

@@ -3,6 +3,7 @@ stored."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 
@@ -160,3 +161,14 @@ def test_an_unknown_key_is_refused_before_its_body_is_parsed(client, monkeypatch
     body = b"[" + b",".join([b'{"type": "track", "anonymousId": "a"}'] * 400_000) + b"]"
     response = client.post("/webhook/rk_1_madeupmadeupmadeupmadeup00", data=body)
     assert response.status_code == 401
+
+
+@pytest.mark.parametrize("path", ["/v1/nonsense", "/webhook/{key}/v1/nonsense"])
+def test_an_unknown_tracking_call_is_401_until_the_key_is_known(client, account, path):
+    body = orjson.dumps({"type": "track", "anonymousId": "a", "event": "E"})
+    made_up = "rk_1_madeupmadeupmadeupmadeup00"
+    auth = {"Authorization": "Basic " + base64.b64encode(f"{made_up}:".encode()).decode()}
+    assert client.post(path.format(key=made_up), data=body, headers=auth).status_code == 401
+    real = {"Authorization": "Basic " + base64.b64encode(f"{account.api_key}:".encode()).decode()}
+    known = client.post(path.format(key=account.api_key), data=body, headers=real)
+    assert known.status_code == 400 and "Unknown call" in known.json["message"]
