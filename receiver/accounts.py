@@ -34,6 +34,7 @@ class Sender:
     secret: str | None
     plan: str
     signal_limit: int
+    whole_body_signatures: bool = False
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,7 @@ def create_api_key(
     now: datetime,
     secret: str | None = None,
     allowed_origins: list[str] | None = None,
+    whole_body_signatures: bool = False,
 ) -> Credential:
     """A server key (with its secret, if any), or a browser key when allowed_origins are
     given (valid ones: see browser.origins_problem). A browser key is public: no secret."""
@@ -101,6 +103,7 @@ def create_api_key(
             secret=secret or None,
             created_at=now,
             kind=SERVER if allowed_origins is None else BROWSER,
+            whole_body_signatures=whole_body_signatures,
             allowed_origins=None if allowed_origins is None else normal_origins(allowed_origins),
         )
     )
@@ -129,7 +132,13 @@ def create_key(
 
 
 _SENDER = (
-    sa.select(col(ApiKey.id), col(ApiKey.secret), col(Account.plan), col(Account.signal_limit))
+    sa.select(
+        col(ApiKey.id),
+        col(ApiKey.secret),
+        col(Account.plan),
+        col(Account.signal_limit),
+        col(ApiKey.whole_body_signatures),
+    )
     .join(Account, col(Account.id) == ApiKey.account_id)
     .where(
         col(ApiKey.account_id) == sa.bindparam("account_id"),
@@ -150,7 +159,9 @@ def find_sender(session: Session, api_key: str) -> Sender | None:
     )
     if row is None:
         return None
-    return Sender(key.account_id, row.id, row.secret, row.plan, row.signal_limit)
+    return Sender(
+        key.account_id, row.id, row.secret, row.plan, row.signal_limit, row.whole_body_signatures
+    )
 
 
 _ACCESS = sa.select(col(ApiKey.id), col(ApiKey.kind), col(ApiKey.allowed_origins)).where(

@@ -66,6 +66,10 @@ class ApiKey(SQLModel, table=True):
     secret: str | None = None
     created_at: datetime = Field(sa_type=Timestamp)
     revoked_at: datetime | None = Field(default=None, sa_type=Timestamp)
+    # Signatures over the whole body only: no first-element signatures (see signature.py).
+    whole_body_signatures: bool = Field(
+        default=False, sa_column_kwargs={"server_default": sa.false()}
+    )
     # 'server', or 'browser': a public key, no secret, honoured only from allowed_origins.
     kind: str = Field(default="server", sa_column_kwargs={"server_default": "server"})
     allowed_origins: list[str] | None = Field(default=None, sa_type=NullableJSON)

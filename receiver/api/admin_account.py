@@ -75,7 +75,14 @@ def create_key(args: dict[str, Any]) -> dict[str, Any]:
     "allowed_origins": [...]}` makes a browser key, for Analytics.js in a web page."""
     session = get_session()
     origins = args["allowed_origins"] if args["kind"] == BROWSER else None
-    credential = create_api_key(session, account_id(), datetime.now(UTC), args["secret"], origins)
+    credential = create_api_key(
+        session,
+        account_id(),
+        datetime.now(UTC),
+        args["secret"],
+        origins,
+        whole_body_signatures=args["whole_body_signatures"],
+    )
     stored = session.exec(
         select(ApiKey).where(
             ApiKey.account_id == account_id(), ApiKey.key_hash == credential.digest
@@ -174,6 +181,7 @@ def _key(key: ApiKey) -> dict[str, Any]:
         "kind": key.kind,
         "allowed_origins": key.allowed_origins,
         "has_secret": key.secret is not None,
+        "whole_body_signatures": key.whole_body_signatures,
         "created_at": key.created_at,
         "revoked_at": key.revoked_at,
     }

@@ -202,6 +202,7 @@ class KeySchema(Schema):
     kind = f.String(metadata={"description": "`server`, or `browser` (CONTRACT section 5)."})
     allowed_origins = f.List(f.String(), allow_none=True)
     has_secret = f.Boolean()
+    whole_body_signatures = f.Boolean()
     created_at = UtcDateTime()
     revoked_at = UtcDateTime(allow_none=True)
 
@@ -217,6 +218,13 @@ class NewKeyArgsSchema(Schema):
         f.String(),
         load_default=None,
         metadata={"description": "A browser key's origins: scheme://host[:port], or `*`."},
+    )
+    whole_body_signatures = f.Boolean(
+        load_default=False,
+        metadata={
+            "description": "Take X-Signature over the whole body only, never over a batch's "
+            "first element (for senders that do not batch)."
+        },
     )
 
     @validates_schema

@@ -108,8 +108,8 @@ def begin(session: Session, api_key: str, period_start: date) -> Begun | None:
         row = connection.exec_driver_sql(BEGIN_SQL, begin_params(key, period_start)).first()
         if row is None:
             return None
-        key_id, secret, plan, limit, version, used = row
-        return Begun(Sender(key.account_id, key_id, secret, plan, limit), version, used)
+        key_id, secret, plan, limit, version, used, whole_body = row
+        return Begun(Sender(key.account_id, key_id, secret, plan, limit, whole_body), version, used)
     sender = find_sender(session, api_key)
     if sender is None:
         return None
@@ -118,7 +118,8 @@ def begin(session: Session, api_key: str, period_start: date) -> Begun | None:
 
 
 BEGIN_SQL = (
-    "SELECT key_id, secret, plan, signal_limit, rules_version, used FROM receiver_begin("
+    "SELECT key_id, secret, plan, signal_limit, rules_version, used, whole_body_signatures"
+    " FROM receiver_begin("
     "%(account_id)s, %(key_hash)s, %(namespace)s, %(lock_key)s, %(period_start)s)"
 )
 

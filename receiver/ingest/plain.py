@@ -37,6 +37,7 @@ from receiver.ingest.pipeline import (
     outcome_of,
 )
 from receiver.ingest.segment import Draft
+from receiver.ingest.signature import FIRST_ELEMENT
 from receiver.rules import engine
 
 OVER_LIMIT_SQLSTATE = "RL429"  # raised by receiver_store_placed
@@ -49,7 +50,7 @@ def applies(dialect: str, prepared: Prepared) -> bool:
 def store_body(
     connection: psycopg.Connection,
     api_key: str | None,
-    check_secret: Callable[[str | None], None],
+    check_secret: Callable[[str | None, bool], str | None],
     prepared: Prepared,
     now: datetime,
 ) -> Outcome | None:
@@ -71,9 +72,10 @@ def store_body(
     row = begun.fetchone()
     if row is None:
         raise Unauthorized()
-    key_id, secret, plan, limit, version, used = row
-    check_secret(secret)
-    sender = Sender(key.account_id, key_id, secret, plan, limit)
+    key_id, secret, plan, limit, version, used, whole_body = row
+    if check_secret(secret, whole_body) == FIRST_ELEMENT:
+        return None  # pipeline.py checks what a first-element signature may authorise
+    sender = Sender(key.account_id, key_id, secret, plan, limit, whole_body)
     rules = _rules(connection, key.account_id, version)
     drafts = mapped(rules, drafts) if rules else drafts
     if any(resolve.changes_identity(d) for d in drafts):

@@ -10,7 +10,7 @@ in the month's limit), from scratch.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 
 import sqlalchemy as sa
@@ -33,9 +33,9 @@ from receiver.ingest.pipeline import (
     store_body,
     with_client_ip,
 )
-from receiver.ingest.segment import InvalidEvent
-from receiver.ingest.signature import secret_presented
-from receiver.ingest.store import period_of
+from receiver.ingest.segment import Draft, InvalidEvent
+from receiver.ingest.signature import FIRST_ELEMENT, how_presented
+from receiver.ingest.store import period_of, stored_hashes
 from receiver.refusals import refuse_unusable_api_key, secret_refusal
 
 
@@ -75,8 +75,12 @@ def receive(
         begun = begin(session, api_key or "", period_start) if api_key else None
         if begun is None:
             raise Unauthorized()
-        check_secret(begun.sender.secret)
-        return store_body(session, begun, prepared, now, policy)
+        sender = begun.sender
+        signed = check_secret(sender.secret, sender.whole_body_signatures)
+        scope = prepared
+        if signed == FIRST_ELEMENT:
+            scope = first_element_scope(session, sender.account_id, prepared, now)
+        return store_body(session, begun, scope, now, policy)
 
     return run_transaction(engine, general)
 
@@ -95,15 +99,70 @@ def parse(raw: bytes, now: datetime, settings: Settings, default_type: str | Non
 
 
 def _authenticate(
-    session: Session, api_key: str | None, check_secret: Callable[[str | None], None]
+    session: Session, api_key: str | None, check_secret: Callable[[str | None, bool], str | None]
 ) -> Sender:
     sender = find_sender(session, api_key) if api_key else None
     if sender is None:
         raise Unauthorized()
-    check_secret(sender.secret)
+    check_secret(sender.secret, sender.whole_body_signatures)
     return sender
 
 
-def _check_secret(secret: str | None, headers: Headers | Mapping[str, str], raw: bytes) -> None:
-    if secret is not None and not secret_presented(secret, headers, raw):
+def _check_secret(
+    secret: str | None, whole_body_only: bool, headers: Headers | Mapping[str, str], raw: bytes
+) -> str | None:
+    """How the request showed the key's secret (signature.how_presented), None for a key
+    without one; Unauthorized when it did not, or only by a first-element signature to a key
+    that takes none."""
+    if secret is None:
+        return None
+    presented = how_presented(secret, headers, raw)
+    if presented is None:
         raise Unauthorized(secret_refusal(headers))
+    if presented == FIRST_ELEMENT and whole_body_only:
+        raise Unauthorized(WHOLE_BODY_ONLY)
+    return presented
+
+
+WHOLE_BODY_ONLY = (
+    "This API key takes signatures over the whole body only: sign the body, or send X-Api-Secret."
+)
+# Segment retries a delivery for up to four hours: a first element signed longer ago than
+# this is no retry of Segment's.
+SIGNED_FIRST_ELEMENT_MAX_AGE = timedelta(hours=6)
+
+
+def first_element_scope(
+    session: Session, account_id: int, prepared: Prepared, now: datetime
+) -> Prepared:
+    """What a signature over a batch's first element may authorise: the batch, unless that
+    element is dated far from now, or was stored already while the batch brings new events
+    (a signed body replayed at the head of forged ones; Segment's own redelivery of the
+    batch brings none); and never a delete, which only a whole-body signature or
+    X-Api-Secret carries out."""
+    first = prepared.items[0]
+    if isinstance(first, Draft):
+        if abs(now - first.occurred_at) > SIGNED_FIRST_ELEMENT_MAX_AGE:
+            raise Unauthorized(
+                "The signed first element is dated too far from now to be a delivery of this "
+                "batch: sign the whole body, or send X-Api-Secret."
+            )
+        hashes = [d.content_hash for d in prepared.drafts]
+        stored = stored_hashes(session, account_id, hashes)
+        if first.content_hash in stored and not stored.issuperset(hashes):
+            raise Unauthorized(
+                "The signed first element was stored already, and this batch brings new "
+                "events: a signature covers the batch it came with only. Sign the whole "
+                "body, or send X-Api-Secret."
+            )
+    return Prepared([_no_delete(item) for item in prepared.items])
+
+
+def _no_delete(item: Draft | InvalidEvent) -> Draft | InvalidEvent:
+    if isinstance(item, Draft) and item.source == "segment" and item.event_type == "delete":
+        refused = InvalidEvent(
+            "A delete is carried out only with a signature over the whole body or X-Api-Secret."
+        )
+        refused.message_id = item.message_id
+        return refused
+    return item

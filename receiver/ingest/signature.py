@@ -11,6 +11,8 @@ from werkzeug.datastructures import Headers
 from receiver.ingest.parse import first_element_span
 
 SIGNATURE_HEADERS = ("X-Signature", "X-Segment-Signature")
+# How a request showed its key's secret.
+SECRET, WHOLE_BODY, FIRST_ELEMENT = "secret", "whole body", "first element"
 
 
 def hmac_sha1_hex(secret: str, message: bytes) -> str:
@@ -32,6 +34,23 @@ def signature_matches(secret: str, raw_body: bytes, signature: str) -> bool:
     return _signs_one_of(secret, signed_texts(raw_body), signature)
 
 
+def how_presented(secret: str, headers: Headers | Mapping[str, str], raw_body: bytes) -> str | None:
+    """SECRET, WHOLE_BODY or FIRST_ELEMENT: the strongest way the request showed the secret,
+    or None. A first-element signature covers one event of a batch, not what follows it."""
+    given = headers.get("X-Api-Secret")
+    if given is not None and hmac.compare_digest(given.encode(), secret.encode()):
+        return SECRET
+    signatures = [s for s in (headers.get(name) for name in SIGNATURE_HEADERS) if s is not None]
+    if not signatures:
+        return None
+    whole, *first = signed_texts(raw_body)
+    if any(_signs_one_of(secret, [whole], signature) for signature in signatures):
+        return WHOLE_BODY
+    if first and any(_signs_one_of(secret, first, signature) for signature in signatures):
+        return FIRST_ELEMENT
+    return None
+
+
 def _signs_one_of(secret: str, candidates: list[bytes], signature: str) -> bool:
     given = signature.strip().lower().encode()
     matches = [hmac.compare_digest(hmac_sha1_hex(secret, c).encode(), given) for c in candidates]
@@ -40,11 +59,4 @@ def _signs_one_of(secret: str, candidates: list[bytes], signature: str) -> bool:
 
 def secret_presented(secret: str, headers: Headers | Mapping[str, str], raw_body: bytes) -> bool:
     """Any one of the ways to show the secret is enough, whatever else came with it."""
-    given = headers.get("X-Api-Secret")
-    if given is not None and hmac.compare_digest(given.encode(), secret.encode()):
-        return True
-    signatures = [s for s in (headers.get(name) for name in SIGNATURE_HEADERS) if s is not None]
-    if not signatures:
-        return False
-    candidates = signed_texts(raw_body)
-    return any(_signs_one_of(secret, candidates, signature) for signature in signatures)
+    return how_presented(secret, headers, raw_body) is not None

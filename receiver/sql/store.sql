@@ -107,7 +107,7 @@ DROP FUNCTION IF EXISTS receiver_begin;
 CREATE FUNCTION receiver_begin(p_account_id bigint, p_key_hash bytea, p_lock_namespace integer,
                                p_lock_key integer, p_period_start date)
 RETURNS TABLE (key_id bigint, secret varchar, plan varchar, signal_limit bigint,
-               rules_version bigint, used bigint)
+               rules_version bigint, used bigint, whole_body_signatures boolean)
 LANGUAGE plpgsql VOLATILE
 SET plan_cache_mode = force_generic_plan
 AS $fn$
@@ -120,7 +120,8 @@ BEGIN
     PERFORM pg_advisory_xact_lock_shared(p_lock_namespace, p_lock_key);
     -- VOLATILE: this statement takes its snapshot after the lock is granted.
     RETURN QUERY
-    SELECT k.id, k.secret, a.plan, a.signal_limit, a.rules_version, coalesce(u.used, 0)
+    SELECT k.id, k.secret, a.plan, a.signal_limit, a.rules_version, coalesce(u.used, 0),
+           k.whole_body_signatures
     FROM api_keys AS k
     JOIN accounts AS a ON a.id = k.account_id
     LEFT JOIN usage_counters AS u ON u.account_id = a.id AND u.period_start = p_period_start

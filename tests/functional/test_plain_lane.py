@@ -23,7 +23,8 @@ NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 def through_plain(engine, api_key, events):
     prepared = prepare(events, NOW, 32 * 1024)
     return db.run_on_driver(
-        engine, lambda c: plain.store_body(c, api_key, lambda secret: None, prepared, NOW)
+        engine,
+        lambda c: plain.store_body(c, api_key, lambda secret, whole_body: None, prepared, NOW),
     )
 
 
