@@ -30,7 +30,9 @@ def _json_dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def make_engine(settings: Settings) -> sa.Engine:
+def make_engine(settings: Settings, pool_size: int | None = None) -> sa.Engine:
+    """The store's engine; pool_size for a pool of a background worker's own."""
+    pool_size = settings.db_pool_size if pool_size is None else pool_size
     url = sa.make_url(settings.database_url)
     if url.get_backend_name() == "sqlite":
         return _sqlite_engine(url)
@@ -42,8 +44,8 @@ def make_engine(settings: Settings) -> sa.Engine:
     return sa.create_engine(
         url,
         connect_args={"connect_timeout": settings.db_connect_timeout_s, "options": options},
-        pool_size=settings.db_pool_size,
-        max_overflow=settings.db_pool_size,
+        pool_size=pool_size,
+        max_overflow=pool_size,
         pool_timeout=settings.db_pool_timeout_s,
         # Statement parameters hold payloads and emails: errors and logs must not.
         hide_parameters=True,

@@ -92,9 +92,18 @@ class SignalSchema(Schema):
 
 
 class BackfillSchema(Schema):
-    status = f.String()
+    status = f.String(
+        metadata={
+            "description": "none (a disabled rule has no backfill), pending, running, done "
+            "or cancelled."
+        }
+    )
     scanned = f.Integer()
     mapped = f.Integer()
+    started_at = UtcDateTime(allow_none=True)
+    heartbeat_at = UtcDateTime(
+        allow_none=True, metadata={"description": "When its runner last reported."}
+    )
     finished_at = UtcDateTime(allow_none=True)
 
 
@@ -123,14 +132,33 @@ class RuleSchema(Schema):
     backfill = f.Method("_backfill", dump_only=True)
 
     def _backfill(self, rule: Any) -> dict[str, Any]:
-        return {
-            "status": rule.backfill_status,
-            "scanned": rule.backfill_scanned,
-            "mapped": rule.backfill_mapped,
-            "finished_at": rule.backfill_finished_at.isoformat()
-            if rule.backfill_finished_at
-            else None,
-        }
+        return BACKFILL.dump(
+            {
+                name: getattr(rule, f"backfill_{name}")
+                for name in (
+                    "status",
+                    "scanned",
+                    "mapped",
+                    "started_at",
+                    "heartbeat_at",
+                    "finished_at",
+                )
+            }
+        )
+
+
+BACKFILL = BackfillSchema()
+
+
+class RuleVersionSchema(RuleSchema):
+    """One definition a rule has had: its fields, its version and when it was made."""
+
+    class Meta:
+        exclude = ("id", "updated_at", "backfill")
+
+
+class RevertSchema(Schema):
+    version = f.Integer(required=True, validate=Range(1, 2**31 - 1))
 
 
 class PreviewSchema(Schema):
