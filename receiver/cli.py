@@ -24,7 +24,7 @@ def echo(line: str) -> None:
 @with_appcontext
 def init_db_command() -> None:
     """Create or upgrade the schema; safe to run again, keeps all data."""
-    db.upgrade_schema(db.engine_of(current_app), echo)
+    db.upgrade_schema(db.engine_of(current_app), echo, current_settings().score_window_days)
 
 
 @click.command("create-account")
@@ -135,7 +135,7 @@ def serve_command(host: str, port: int) -> None:
     prints its webhook URL and admin token, then serves. Production runs gunicorn."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     engine = db.engine_of(app)
-    db.upgrade_schema(engine, echo)
+    db.upgrade_schema(engine, echo, current_settings().score_window_days)
     if not db.run_transaction(engine, accounts.any_account):
         settings = current_settings()
         created = db.run_transaction(

@@ -17,6 +17,7 @@ from sqlalchemy import exc
 from sqlmodel import Session
 
 from receiver.config import Settings
+from receiver.scoring import check_window
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -185,7 +186,9 @@ def _migration_lock(connection: sa.Connection) -> Iterator[None]:
     yield
 
 
-def upgrade_schema(engine: sa.Engine, echo: Callable[[str], None]) -> None:
+def upgrade_schema(
+    engine: sa.Engine, echo: Callable[[str], None], score_window_days: int = 90
+) -> None:
     """Create or upgrade the schema to the newest migration, then (re)create the views and
     the express lane's function, which are defined by the code beside them."""
     config = Config()
@@ -202,14 +205,24 @@ def upgrade_schema(engine: sa.Engine, echo: Callable[[str], None]) -> None:
         echo(f"schema: at revision {revision}")
         if connection.dialect.name == "postgresql":
             connection.exec_driver_sql(sql_file("views.sql"))
+            connection.exec_driver_sql(score_window_sql(score_window_days))
             echo(
                 "views: signal_feed, lead_summary, cold_storage, blocked_identifiers, "
                 "message_id_conflicts (re)created"
             )
+            echo(f"views: score_recent fades over {score_window_days} days (SCORE_WINDOW_DAYS)")
             connection.exec_driver_sql(sql_file("store_plain.sql"))
             echo("functions: receiver_store_plain (re)created")
         else:
             echo("views: skipped (the analyst views are Postgres only)")
+
+
+def score_window_sql(days: int) -> str:
+    """The window of lead_summary.score_recent: views.sql's function, with the setting."""
+    return (
+        "CREATE OR REPLACE FUNCTION receiver_score_window_days() RETURNS double precision "
+        f"LANGUAGE sql STABLE AS $$ SELECT {check_window(days)}::double precision $$"
+    )
 
 
 def sql_file(name: str) -> str:

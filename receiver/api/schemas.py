@@ -205,6 +205,14 @@ class QueueSchema(Schema):
 
 class LeadArgsSchema(PageArgsSchema):
     email = f.String(validate=Length(1, 320))
+    order = f.String(
+        load_default="last_seen",
+        validate=OneOf(["last_seen", "score"]),
+        metadata={
+            "description": "last_seen: most recently seen first; score: by score_recent, "
+            "highest first (who is hot now)."
+        },
+    )
 
 
 class LeadDetailArgsSchema(Schema):
@@ -279,6 +287,12 @@ class LeadSchema(Schema):
     created_at = UtcDateTime()
     signal_count = f.Integer()
     score = f.Integer()
+    score_recent = f.Float(
+        metadata={
+            "description": "Each signal's score times 1 - age / SCORE_WINDOW_DAYS (age by "
+            "event time, now), none past the window."
+        }
+    )
     identities = f.List(f.Nested(IdentitySchema))
     signals = f.List(f.Nested(LeadSignalSchema))
 

@@ -15,7 +15,7 @@ from receiver.config import Settings
 from receiver.rules import backfill
 from tests.builders import track
 from tests.conftest import make_account
-from tests.functional.test_admin_api import DEMO_RULE, auth, form, send, wait_for_backfill
+from tests.functional.test_admin_api import DEMO_RULE, auth, form, send
 from tests.functional.test_webhook import BOTH_STORES
 
 

@@ -71,9 +71,7 @@ def test_revert_to_the_current_definition_or_a_missing_version(client, account):
 
 @BOTH_STORES
 @pytest.mark.parametrize("method, body", [("PATCH", {}), ("PUT", DEMO_RULE)])
-def test_a_change_that_changes_nothing_is_no_version_and_no_backfill(
-    client, account, method, body
-):
+def test_a_change_that_changes_nothing_is_no_version_and_no_backfill(client, account, method, body):
     send(client, account, form())
     rule = client.post("/admin/rules", json=DEMO_RULE, headers=auth(account)).json
     done = wait_for_backfill(client, account, rule["id"])
