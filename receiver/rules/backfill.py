@@ -135,6 +135,7 @@ def run_claimed(
 ) -> str:
     """Map chunk after chunk until the job is done, cancelled, changed or gone; its state.
     A runner asked to stop hands the job back as pending, for the next one."""
+    log.info("backfill of rule %s (account %s) running", rule_id, account_id)
     try:
         while not run_transaction(
             engine, lambda s: map_chunk(s, account_id, rule_id, policy, datetime.now(UTC))
@@ -145,7 +146,9 @@ def run_claimed(
     except Exception:
         log.exception("backfill of rule %s stopped; a runner resumes it when stale", rule_id)
         return "failed"
-    return run_transaction(engine, lambda s: _state(s, account_id, rule_id))
+    state = run_transaction(engine, lambda s: _state(s, account_id, rule_id))
+    log.info("backfill of rule %s (account %s) %s", rule_id, account_id, state)
+    return state
 
 
 def _hand_back(session: Session, account_id: int, rule_id: int) -> None:
