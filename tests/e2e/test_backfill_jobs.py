@@ -27,9 +27,11 @@ from tests.e2e.conftest import (
 from tests.functional.test_admin_api import DEMO_RULE, form
 
 RULES = 30
-# Segment gives up after 5 s; it once waited 10.9 s. Within this, a request never waited for
-# a connection held by a backfill.
-MAX_LATENCY_S = 2.5
+# Segment gives up after 5 s. A webhook call that arrives with the thirty creations waits for
+# a sync worker behind them: with a thread per backfill holding connections of the request
+# pool, the creations took 7.2 s to answer and that call 6.6 s (10.9 s in the report); with
+# one worker thread on its own pool, 1.8 s and 1.8 s (3 workers, a loaded 2-core machine).
+MAX_LATENCY_S = 5.0
 
 
 def bearer(account):
@@ -89,6 +91,7 @@ def test_thirty_rules_at_once_neither_fail_nor_stall_another_accounts_ingestion(
     ingestion = threading.Thread(target=ingest)
     ingestion.start()
     try:
+        began = time.monotonic()
         creations = send_all_at_once(
             server.port,
             [
@@ -101,11 +104,13 @@ def test_thirty_rules_at_once_neither_fail_nor_stall_another_accounts_ingestion(
                 for n in range(RULES)
             ],
         )
+        answered_in = time.monotonic() - began
         rows = wait_until_done(server.database_url, busy)
     finally:
         stop_ingesting.set()
         ingestion.join(30)
     assert [status for status, _ in creations] == [201] * RULES, server.log()[-3000:]
+    assert answered_in < MAX_LATENCY_S
     assert len(rows) == RULES and sum(row["mapped"] for row in rows) == 50
     statuses = {status for status, _ in answered}
     slowest = max(latency for _, latency in answered)
