@@ -324,5 +324,6 @@ def schema_name(schema: Any) -> str:
     name = cls.__name__.removesuffix("Schema")
     if isinstance(schema, Schema):
         name += "Patch" if schema.partial else ""
-        name += "Summary" if schema.exclude else ""
+        # Fields left out where the schema is used, not by its class (RuleVersion's Meta).
+        name += "Summary" if schema.exclude - set(schema.opts.exclude) else ""
     return name

@@ -143,3 +143,30 @@ def test_deleting_a_rule_keeps_what_it_mapped_and_drops_its_versions(client, acc
             {"a": account.account_id},
         ).scalar_one()
     assert kept == 0
+
+
+def test_changes_racing_on_postgres_each_make_one_version(app, client, account):
+    import threading
+
+    rule = client.post("/admin/rules", json=DEMO_RULE, headers=auth(account)).json
+    barrier, statuses = threading.Barrier(6), []
+
+    def change(priority: int) -> None:
+        own = app.test_client()
+        barrier.wait()
+        response = own.patch(
+            f"/admin/rules/{rule['id']}", json={"priority": priority}, headers=auth(account)
+        )
+        statuses.append(response.status_code)
+
+    threads = [threading.Thread(target=change, args=(n,)) for n in range(1, 7)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert statuses == [200] * 6
+    listed = versions(client, account, rule["id"])
+    assert [v["version"] for v in listed] == list(range(1, 8))
+    assert sorted(v["priority"] for v in listed[1:]) == list(range(1, 7))
+    current = client.get(f"/admin/rules/{rule['id']}", headers=auth(account)).json
+    assert (current["version"], current["priority"]) == (7, listed[-1]["priority"])
