@@ -34,3 +34,11 @@ def post_worker_init(worker):
     from receiver.rules import worker as backfills
 
     backfills.start_for(worker.wsgi)
+
+
+def worker_exit(server, worker):
+    """A backfill this worker was running is handed back as pending, for another to take up
+    at once rather than once its heartbeat is stale."""
+    from receiver.rules import worker as backfills
+
+    backfills.stop_all(timeout=5)

@@ -14,7 +14,11 @@ import pytest
 import requests
 import sqlalchemy as sa
 
+from receiver.app import create_app
+from receiver.config import Settings
+from receiver.db import engine_of
 from tests.builders import track
+from tests.conftest import make_account
 from tests.e2e.conftest import (
     cli,
     create_account,
@@ -117,31 +121,35 @@ def test_thirty_rules_at_once_neither_fail_nor_stall_another_accounts_ingestion(
     assert statuses == {200} and slowest < MAX_LATENCY_S, (statuses, slowest, len(answered))
 
 
-def test_a_backfill_left_by_a_crash_resumes_without_a_request(server):
-    account = create_account(server.database_url)
-    post_events(server, account, [form("crash@example.com")])
-    created = requests.post(
-        server.url + "/admin/rules", json=DEMO_RULE, headers=bearer(account), timeout=10
-    ).json()
-    wait_until_done(server.database_url, account)
-    # A change, then its runner "crashed": running, the cursor back at the start, no report
-    # for minutes. Nothing is sent to the server from here on.
-    query(
-        server.database_url,
-        'UPDATE rules SET signal = \'{"name": "Demo", "score": 5}\', backfill_cursor = 0, '
-        "backfill_scanned = 0, backfill_mapped = 0, backfill_status = 'running', "
-        "backfill_heartbeat_at = :long_ago, backfill_finished_at = NULL "
-        "WHERE account_id = :a AND id = :r RETURNING id",
-        a=account["account_id"],
-        r=created["id"],
-        long_ago=datetime.now(UTC) - timedelta(minutes=5),
-    )
-    query(
-        server.database_url,
-        "UPDATE signals SET rule_id = NULL WHERE account_id = :a RETURNING id",
-        a=account["account_id"],
-    )
-    rows = wait_until_done(server.database_url, account, timeout=30)
+def test_a_backfill_left_by_a_crash_resumes_without_a_request(own_database, tmp_path):
+    # The store as a crash left it: a rule whose backfill was running, its runner gone.
+    app = create_app(Settings(database_url=own_database, backfill_worker=0))
+    engine = engine_of(app)
+    try:
+        made = make_account(engine)
+        client = app.test_client()
+        client.post(f"/webhook/{made.api_key}", data=orjson.dumps(form("crash@example.com")))
+        headers = {"Authorization": f"Bearer {made.admin_token}"}
+        assert client.post("/admin/rules", json=DEMO_RULE, headers=headers).status_code == 201
+        long_ago = datetime.now(UTC) - timedelta(minutes=5)
+        with engine.begin() as connection:
+            connection.execute(
+                sa.text(
+                    "UPDATE rules SET backfill_status = 'running', backfill_started_at = :t, "
+                    "backfill_heartbeat_at = :t WHERE account_id = :a"
+                ),
+                {"t": long_ago, "a": made.account_id},
+            )
+    finally:
+        engine.dispose()
+    account = {"account_id": made.account_id}
+    assert [row["status"] for row in backfills(own_database, account)] == ["running"]
+    # A server starts; nothing is sent to it but the health checks of start_gunicorn.
+    server = start_gunicorn(own_database, tmp_path / "server.log", workers=2)
+    try:
+        rows = wait_until_done(own_database, account, timeout=60)
+    finally:
+        stop(server)
     assert rows[0]["mapped"] == 1
 
 
