@@ -175,3 +175,16 @@ def test_claims_racing_on_postgres_never_pass_the_cap(client, account, engine):
             {"a": account.account_id},
         ).scalar_one()
     assert running == 2
+
+
+@BOTH_STORES
+def test_many_pending_rules_of_one_account_hold_no_other_account_back(client, account, engine):
+    for n in range(backfill.CLAIM_CANDIDATES + 5):
+        client.post("/admin/rules", json={**DEMO_RULE, "name": f"r{n}"}, headers=auth(account))
+    other = make_account(engine)
+    theirs = client.post("/admin/rules", json=DEMO_RULE, headers=auth(other)).json
+    now = datetime.now(UTC)
+    first = db.run_transaction(engine, lambda s: backfill.claim_next(s, now, 1))
+    second = db.run_transaction(engine, lambda s: backfill.claim_next(s, now, 1))
+    assert first[0] == account.account_id
+    assert second == (other.account_id, theirs["id"])
