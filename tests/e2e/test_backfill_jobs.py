@@ -4,6 +4,8 @@ is pending."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -18,8 +20,9 @@ from receiver.app import create_app
 from receiver.config import Settings
 from receiver.db import engine_of
 from tests.builders import track
-from tests.conftest import make_account
+from tests.conftest import REPO_ROOT, make_account
 from tests.e2e.conftest import (
+    BIN,
     cli,
     create_account,
     http_request,
@@ -188,5 +191,24 @@ def test_run_backfills_runs_the_pending_ones_when_no_worker_does(own_database, t
             f"{server.url}/admin/rules/{created['id']}", headers=bearer(account), timeout=10
         ).json()
         assert (done["backfill"]["status"], done["backfill"]["mapped"]) == ("done", 1)
+        # --watch keeps running, as a worker process of its own, and takes up what comes.
+        watcher = subprocess.Popen(
+            [str(BIN / "receiver"), "run-backfills", "--watch"],
+            cwd=REPO_ROOT,
+            env={**os.environ, "DATABASE_URL": server.database_url, "BACKFILL_POLL_S": "0.5"},
+        )
+        try:
+            requests.patch(
+                f"{server.url}/admin/rules/{created['id']}",
+                json={"signal": {"name": "Demo", "score": 1}},
+                headers=bearer(account),
+                timeout=10,
+            )
+            rows = wait_until_done(server.database_url, account, timeout=30)
+            assert watcher.poll() is None  # still watching
+        finally:
+            watcher.terminate()
+            watcher.wait(15)
+        assert [row["status"] for row in rows] == ["done"]
     finally:
         stop(server)
