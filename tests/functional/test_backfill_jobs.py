@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 import pytest
 import sqlalchemy as sa
 
@@ -17,6 +19,24 @@ from tests.builders import track
 from tests.conftest import make_account
 from tests.functional.test_admin_api import DEMO_RULE, auth, form, send
 from tests.functional.test_webhook import BOTH_STORES
+
+
+@pytest.fixture(scope="module")
+def postgres_url(postgres_url: str) -> Iterator[str]:
+    """A database of this module's own: the e2e tests' gunicorn, up for the whole run, has
+    backfill workers that would claim these tests' jobs in the shared one."""
+    base = sa.make_url(postgres_url)
+    name = f"{base.database}_jobs"
+    libpq = base.set(drivername="postgresql", database="postgres").render_as_string(False)
+    with psycopg.connect(libpq, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = base.set(database=name).render_as_string(hide_password=False)
+    engine = db.make_engine(Settings(database_url=url))
+    db.upgrade_schema(engine, lambda line: None)
+    engine.dispose()
+    yield url
+    with psycopg.connect(libpq, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
