@@ -26,3 +26,19 @@ access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms "%(a)s"'
 # Several instances on one host would share the default control socket path: opt in with a path.
 control_socket = os.environ.get("GUNICORN_CONTROL_SOCKET", "")
 control_socket_disable = not control_socket
+
+
+def post_worker_init(worker):
+    """Each worker process runs one backfill thread (receiver/rules/worker.py): started here,
+    after the fork, so that backfills left by a crash resume without a request."""
+    from receiver.rules import worker as backfills
+
+    backfills.start_for(worker.wsgi)
+
+
+def worker_exit(server, worker):
+    """A backfill this worker was running is handed back as pending, for another to take up
+    at once rather than once its heartbeat is stale."""
+    from receiver.rules import worker as backfills
+
+    backfills.stop_all(timeout=5)

@@ -13,6 +13,8 @@ from werkzeug.serving import run_simple
 from receiver import accounts, db, logs, retention
 from receiver.browser import origins_problem
 from receiver.config import current_settings
+from receiver.identity.resolve import identity_policy
+from receiver.rules import backfill, worker
 
 
 def echo(line: str) -> None:
@@ -23,7 +25,7 @@ def echo(line: str) -> None:
 @with_appcontext
 def init_db_command() -> None:
     """Create or upgrade the schema; safe to run again, keeps all data."""
-    db.upgrade_schema(db.engine_of(current_app), echo)
+    db.upgrade_schema(db.engine_of(current_app), echo, current_settings().score_window_days)
 
 
 @click.command("create-account")
@@ -145,6 +147,28 @@ def purge_cold_command(older_than: int | None) -> None:
     retention.purge_cold(db.engine_of(current_app), datetime.now(UTC), echo, older_than)
 
 
+@click.command("run-backfills")
+@click.option(
+    "--watch",
+    is_flag=True,
+    help="Keep running, as each process's worker does: for BACKFILL_WORKER=0 deployments.",
+)
+@with_appcontext
+def run_backfills_command(watch: bool) -> None:
+    """Run the pending backfills, and those whose runner stopped (a crash, a restart)."""
+    settings = current_settings()
+    if watch:
+        worker.BackfillWorker(settings).run_forever()
+        return
+    ran = backfill.run_pending(
+        db.engine_of(current_app),
+        identity_policy(settings),
+        settings.backfill_max_per_account,
+        echo=echo,
+    )
+    echo(f"backfills run: {ran}")
+
+
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
@@ -154,7 +178,7 @@ def serve_command(host: str, port: int) -> None:
     prints its webhook URL and admin token, then serves. Production runs gunicorn."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     engine = db.engine_of(app)
-    db.upgrade_schema(engine, echo)
+    db.upgrade_schema(engine, echo, current_settings().score_window_days)
     if not db.run_transaction(engine, accounts.any_account):
         settings = current_settings()
         created = db.run_transaction(
@@ -173,6 +197,7 @@ def serve_command(host: str, port: int) -> None:
         click.echo(f"  admin token:  {created.admin_token}")
     else:
         click.echo("accounts exist; `receiver create-account NAME` makes another")
+    worker.start_for(app)
     # app.run() does nothing under the flask CLI, which this command is part of.
     run_simple(host, port, app, threaded=True, request_handler=logs.DevRequestHandler)
 
@@ -184,6 +209,7 @@ def init_app(app: Flask) -> None:
         create_key_command,
         revoke_key_command,
         purge_cold_command,
+        run_backfills_command,
         serve_command,
     ):
         app.cli.add_command(command)

@@ -32,6 +32,13 @@ class Settings:
     max_leads_per_identifier: int = 5
     # Moving a very long anonymous history onto its lead may outlast the statement timeout.
     rehydrate_timeout_ms: int = 20_000
+    # Backfills: 1 runs a worker thread in each process (0: only `receiver run-backfills`),
+    # at most this many at once per account, and an idle worker looks for work this often.
+    backfill_worker: int = 1
+    backfill_max_per_account: int = 1
+    backfill_poll_s: float = 5.0
+    # lead_summary.score_recent: a signal's score fades to nothing over this many days.
+    score_window_days: int = 90
     # Where browsers reach this receiver (e.g. https://collect.example.com): the apiHost the
     # Analytics.js settings hand out. Empty: the host the settings were requested from.
     public_url: str = ""

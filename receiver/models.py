@@ -255,6 +255,35 @@ class Rule(SQLModel, table=True):
     backfill_mapped: int = Field(default=0, sa_type=sa.BigInteger)
     backfill_heartbeat_at: datetime | None = Field(default=None, sa_type=Timestamp)
     backfill_finished_at: datetime | None = Field(default=None, sa_type=Timestamp)
+    backfill_started_at: datetime | None = Field(default=None, sa_type=Timestamp)
+
+
+class RuleVersion(SQLModel, table=True):
+    """Every definition a rule has had, its current one included (CONTRACT section 3)."""
+
+    __tablename__ = "rule_versions"
+    __table_args__ = (
+        sa.ForeignKeyConstraint(
+            ["account_id", "rule_id"],
+            ["rules.account_id", "rules.id"],
+            name="fk_rule_versions_rule",
+            ondelete="CASCADE",
+        ),
+    )
+
+    account_id: int = Field(sa_column=_account_column())
+    rule_id: int = Field(sa_type=sa.BigInteger, primary_key=True)
+    version: int = Field(primary_key=True)
+    created_at: datetime = Field(sa_type=Timestamp)
+    name: str
+    enabled: bool
+    priority: int
+    source: str | None = None
+    event_type: str | None = None
+    event_name: str | None = None
+    conditions: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSONDocument)
+    fields: dict[str, str] = Field(default_factory=dict, sa_type=JSONDocument)
+    signal: dict[str, Any] | None = Field(default=None, sa_type=JSONDocument)
 
 
 class QueueGroup(SQLModel, table=True):
@@ -280,5 +309,6 @@ identities_table: sa.Table = Identity.__table__  # type: ignore[attr-defined]
 clusters_table: sa.Table = IdentityCluster.__table__  # type: ignore[attr-defined]
 companies_table: sa.Table = Company.__table__  # type: ignore[attr-defined]
 rules_table: sa.Table = Rule.__table__  # type: ignore[attr-defined]
+rule_versions_table: sa.Table = RuleVersion.__table__  # type: ignore[attr-defined]
 queue_table: sa.Table = QueueGroup.__table__  # type: ignore[attr-defined]
 accounts_table: sa.Table = Account.__table__  # type: ignore[attr-defined]

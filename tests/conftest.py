@@ -24,7 +24,7 @@ from receiver import accounts, db
 from receiver.accounts import NewAccount
 from receiver.app import create_app
 from receiver.config import Settings
-from receiver.rules import backfill
+from receiver.rules import worker
 
 DEFAULT_TEST_DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 POSTGRES_REQUIRED = bool(os.environ.get("REQUIRE_POSTGRES") or os.environ.get("CI"))
@@ -91,7 +91,7 @@ def app(settings: Settings) -> Iterator[Flask]:
     app = create_app(settings)
     app.config["TESTING"] = True
     yield app
-    backfill.join_running(timeout=30)
+    worker.stop_all(timeout=30)
     db.engine_of(app).dispose()
 
 

@@ -114,23 +114,26 @@ def first_match(
     return None
 
 
-# Compiled rules by (account, rules_version). The version is read with the API key on every
-# request and bumped by every rule change, so an entry is never used once it is stale.
+# Compiled rules by (store, account, rules_version). The version is read with the API key on
+# every request and bumped by every rule change, so an entry is never used once it is stale;
+# the store is part of the key because account ids and versions repeat from one database to
+# another (a process reaching both Postgres and SQLite, or two databases).
 @cached(
     LRUCache(maxsize=512),
-    key=lambda account_id, version, fetch: (account_id, version),
+    key=lambda store, account_id, version, fetch: (store, account_id, version),
     lock=threading.Lock(),
 )
 def rules_at(
-    account_id: int, version: int, fetch: Callable[[], Iterable[Any]]
+    store: str, account_id: int, version: int, fetch: Callable[[], Iterable[Any]]
 ) -> tuple[CompiledRule, ...]:
-    """The account's enabled rules at this version: compiled once per process, from the rows
-    of ENABLED_RULES that fetch returns."""
+    """The account's enabled rules at this version in this store (its URL without password):
+    compiled once per process, from the rows of ENABLED_RULES that fetch returns."""
     return tuple(compile_rule(dict(row), row["id"]) for row in fetch())
 
 
 def active_rules(session: Session, account_id: int, version: int) -> tuple[CompiledRule, ...]:
     return rules_at(
+        session.get_bind().engine.url.render_as_string(hide_password=True),
         account_id,
         version,
         lambda: session.execute(ENABLED_RULES, {"account_id": account_id}).mappings(),
