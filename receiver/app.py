@@ -10,8 +10,17 @@ from flask_smorest import Api
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.routing import IntegerConverter, Map
 
-from receiver import cli, db, errors, logs
-from receiver.api import admin_account, admin_leads, admin_queue, admin_rules, health, webhook
+from receiver import cli, db, deliveries, errors, logs, request_id
+from receiver.api import (
+    admin_account,
+    admin_deliveries,
+    admin_leads,
+    admin_queue,
+    admin_rules,
+    health,
+    metrics,
+    webhook,
+)
 from receiver.api.schemas import schema_name
 from receiver.config import Settings
 
@@ -42,8 +51,11 @@ OPENAPI = {
 
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, settings.log_format)
     app = Flask(__name__)
+    # Before every other hook: a request refused by the next one is timed and has its id.
+    metrics.init_app(app)
+    request_id.init_app(app)
     # Werkzeug reads a body sent without Content-Length (chunked) up to MAX_CONTENT_LENGTH and
     # hands on what it read, cut short, as if whole: let it read one byte past the limit, so
     # that a longer body shows and is refused.
@@ -53,6 +65,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["receiver.settings"] = settings
     app.config.update(OPENAPI)
     db.init_app(app, settings)
+    deliveries.init_app(app, settings)
     app.url_map.converters["id"] = IdConverter
     api = Api(
         app, spec_kwargs={"marshmallow_plugin": MarshmallowPlugin(schema_name_resolver=schema_name)}
@@ -63,6 +76,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         admin_queue.blp,
         admin_leads.blp,
         admin_account.blp,
+        admin_deliveries.blp,
     ):
         api.register_blueprint(blueprint)
     app.register_blueprint(health.bp)

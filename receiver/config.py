@@ -34,6 +34,12 @@ class Settings:
     rehydrate_timeout_ms: int = 20_000
     public_url: str = "http://127.0.0.1:8000"
     log_level: str = "INFO"
+    # "plain" (the default) or "json": one JSON object per line (gunicorn reads it too).
+    log_format: str = "plain"
+    # When set, GET /metrics needs Authorization: Bearer <token>.
+    metrics_token: str = ""
+    delivery_log_hours: int = 24
+    delivery_log_per_account: int = 2_000
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -16,6 +16,7 @@ from flask import Flask, current_app, g
 from sqlalchemy import exc
 from sqlmodel import Session
 
+from receiver import metrics
 from receiver.config import Settings
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,7 @@ def run_transaction(engine: sa.Engine, work: Callable[[Session], T]) -> T:
                     is_retryable(error) or error.connection_invalidated
                 ):
                     raise
+                metrics.count_retry(error)
                 log.warning("transaction retried after %s", error.orig.__class__.__name__)
     raise AssertionError("unreachable")
 
@@ -137,6 +139,7 @@ def run_on_driver(engine: sa.Engine, work: Callable[[Any], T]) -> T:
             )
             if attempt == TRANSACTION_ATTEMPTS or not (is_retryable(error) or dead):
                 raise wrapped from error
+            metrics.count_retry(error)
             log.warning("transaction retried after %s", error.__class__.__name__)
         finally:
             if pooled is not None:

@@ -9,6 +9,8 @@ from flask import Flask, Response, jsonify
 from sqlalchemy import exc
 from werkzeug.exceptions import HTTPException
 
+from receiver import metrics
+
 log = logging.getLogger(__name__)
 
 
@@ -90,6 +92,7 @@ def init_app(app: Flask, retry_after_unavailable_s: int) -> None:
     @app.errorhandler(exc.InterfaceError)
     @app.errorhandler(exc.TimeoutError)
     def _store_unavailable(error: Exception) -> Response:
+        metrics.count_unavailable(error)
         log.warning("store unavailable: %s", error.__class__.__name__, exc_info=error)
         return error_response(503, StoreUnavailable.message, unavailable_headers)
 

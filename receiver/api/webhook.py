@@ -8,13 +8,14 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-from flask import Response, current_app, jsonify, request
+from flask import Response, current_app, g, jsonify, request
 from flask_smorest import Blueprint
 from sqlmodel import Session
 
 from receiver.accounts import Sender, find_sender
 from receiver.config import current_settings
 from receiver.db import engine_of, run_on_driver, run_transaction
+from receiver.deliveries import account_of_key
 from receiver.errors import BadRequest, OverLimit, PayloadTooLarge, ReceiverError, Unauthorized
 from receiver.identity.resolve import identity_policy
 from receiver.ingest import express
@@ -128,6 +129,7 @@ def receive(api_key: str | None, default_type: str | None = None) -> Response:
     except ReceiverError as error:
         # A bad body from an unknown sender is answered 401, as the general path does.
         prepared, problem = None, error
+    g.ingest_prepared = prepared
 
     def general(session: Session, exclusive: bool = False) -> Outcome:
         sender = authenticate(session, api_key, raw)
@@ -137,7 +139,7 @@ def receive(api_key: str | None, default_type: str | None = None) -> Response:
 
     def express_lane(connection: Any) -> Outcome:
         assert prepared is not None
-        check = partial(check_secret, raw=raw)
+        check = partial(check_secret, raw=raw, api_key=api_key)
         return express.store_body(connection, api_key, check, prepared, now)
 
     try:
@@ -150,6 +152,7 @@ def receive(api_key: str | None, default_type: str | None = None) -> Response:
             outcome = run_transaction(engine, partial(general, exclusive=True))
     except OverBudget as over:
         outcome = run_transaction(engine, over.store_what_fits)
+    g.ingest_outcome = outcome
     # The access log has a line per request already: this one is worth its cost (about 50 us,
     # a twentieth of a plain event's time in the worker) only when a body was not all stored.
     log.log(
@@ -174,11 +177,12 @@ def authenticate(session: Session, api_key: str | None, raw: bytes) -> Sender:
     sender = find_sender(session, api_key) if api_key else None
     if sender is None:
         raise Unauthorized()
-    check_secret(sender.secret, raw)
+    check_secret(sender.secret, raw, api_key)
     return sender
 
 
-def check_secret(secret: str | None, raw: bytes) -> None:
+def check_secret(secret: str | None, raw: bytes, api_key: str | None = None) -> None:
+    g.delivery_account_id = account_of_key(api_key)  # a known key: the delivery log keeps it
     if secret is not None and not secret_presented(secret, request.headers, raw):
         raise Unauthorized(
             "This API key needs its secret: send X-Api-Secret, or an "

@@ -14,6 +14,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlmodel import Session
 
+from receiver import metrics
 from receiver.identity.identifiers import usable
 from receiver.ingest.segment import Draft
 from receiver.models import clusters_table, identities_table, signals_table
@@ -290,7 +291,9 @@ def rehydrate(
         "users": [value for kind, value in keys if kind == USER],
     }
     with statement_timeout(session, timeout_ms):
-        return session.connection().execute(_REHYDRATE, params).rowcount
+        moved = session.connection().execute(_REHYDRATE, params).rowcount
+    metrics.REHYDRATED.inc(moved)
+    return moved
 
 
 def _rehydrate_statement() -> sa.Update:

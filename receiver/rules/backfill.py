@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 from sqlmodel import Session
 
+from receiver import metrics
 from receiver.db import run_transaction
 from receiver.identity import graph
 from receiver.identity.locks import EXCLUSIVE, lock_account
@@ -59,10 +60,11 @@ def run(engine: sa.Engine, account_id: int, rule_id: int, policy: Policy) -> Non
     try:
         if not run_transaction(engine, lambda s: _claim(s, account_id, rule_id)):
             return
-        while not run_transaction(
-            engine, lambda s: map_chunk(s, account_id, rule_id, policy, datetime.now(UTC))
-        ):
-            pass
+        with metrics.BACKFILLS_RUNNING.track_inprogress():
+            while not run_transaction(
+                engine, lambda s: map_chunk(s, account_id, rule_id, policy, datetime.now(UTC))
+            ):
+                pass
     except Exception:
         log.exception("backfill of rule %s stopped; it resumes when the rule is next read", rule_id)
 
@@ -132,6 +134,8 @@ def map_chunk(
         .limit(CHUNK)
     ).all()
     mapped = _map_rows(session, account_id, compiled, rows, policy, now)
+    metrics.BACKFILL_SCANNED.inc(len(rows))
+    metrics.BACKFILL_MAPPED.inc(mapped)
     done = len(rows) < CHUNK
     session.execute(
         sa.update(rules_table)
