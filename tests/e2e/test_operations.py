@@ -3,8 +3,15 @@ the delivery log written by the workers' background threads."""
 
 from __future__ import annotations
 
+import fcntl
 import http.client
 import json
+import os
+import pty
+import select
+import struct
+import subprocess
+import termios
 import time
 from urllib.parse import unquote
 
@@ -14,7 +21,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.builders import track
-from tests.e2e.conftest import create_account, start_gunicorn, stop
+from tests.e2e.conftest import BIN, cli, create_account, start_gunicorn, stop
 
 METRICS_TOKEN = "e2e-metrics-token"
 
@@ -167,3 +174,57 @@ def test_deliveries_are_written_by_the_workers(server):
     assert delivery["request_id"] == response.headers["X-Request-Id"]
     assert delivery["results"][0]["messageId"] == sent["messageId"]
     assert delivery["results"][0]["event"] == "Delivered"
+
+
+def _purge_setup(tmp_path):
+    from freezegun import freeze_time
+
+    from receiver import deliveries
+    from receiver.app import create_app
+    from receiver.config import Settings
+
+    database_url = f"sqlite:///{tmp_path / 'purge.db'}"
+    cli(database_url, "init-db")
+    account = create_account(database_url)
+    app = create_app(Settings(database_url=database_url))
+    with freeze_time("2020-01-01T00:00:00Z"):
+        body = orjson.dumps([track() for _ in range(7)])
+        assert app.test_client().post(account["webhook_path"], data=body).status_code == 200
+    deliveries.writer_of(app).close()
+    return database_url
+
+
+def test_purge_cold_shows_a_progress_bar_on_a_terminal(tmp_path):
+    database_url = _purge_setup(tmp_path)
+    controller, terminal = pty.openpty()
+    # A terminal of 24 lines of 100 columns (a new pty has none, and nothing fits in it).
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    try:
+        result = subprocess.run(
+            [str(BIN / "receiver"), "purge-cold"],
+            stdout=subprocess.PIPE,
+            stderr=terminal,
+            env={**os.environ, "DATABASE_URL": database_url},
+            timeout=60,
+            check=True,
+            text=True,
+        )
+        os.close(terminal)
+        terminal = -1
+        shown = b""
+        while chunk := _read_available(controller):
+            shown += chunk
+    finally:
+        os.close(controller)
+        if terminal >= 0:
+            os.close(terminal)
+    assert "7/7" in shown.decode() and "100%" in shown.decode()
+    # The line per chunk is what a terminal does not get; the summary stays on stdout.
+    assert result.stdout.strip() == "purged 7 cold signals"
+
+
+def _read_available(fd):
+    try:
+        return os.read(fd, 65536) if select.select([fd], [], [], 1)[0] else b""
+    except OSError:  # the other end closed: nothing more to read
+        return b""
