@@ -86,6 +86,9 @@ RETRY_CAUSES = {"40P01": "deadlock", "40001": "serialization"}
 LOCK_NOT_AVAILABLE = "55P03"
 
 
+_EVENTS_BY_OUTCOME = {outcome: EVENTS.labels(outcome) for outcome in OUTCOMES}
+
+
 def count_events(results: list[dict]) -> None:
     counts: dict[str, int] = {}
     for result in results:
@@ -93,7 +96,7 @@ def count_events(results: list[dict]) -> None:
         if status in OUTCOMES:
             counts[status] = counts.get(status, 0) + 1
     for outcome, count in counts.items():
-        EVENTS.labels(outcome).inc(count)
+        _EVENTS_BY_OUTCOME[outcome].inc(count)
 
 
 def count_retry(error: BaseException) -> None:

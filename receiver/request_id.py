@@ -3,8 +3,8 @@ answer and in every log line written for the request (CONTRACT section 8)."""
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
 
 from flask import Flask, Response, g, has_request_context, request
 
@@ -26,6 +26,11 @@ def sane(value: str | None) -> bool:
     )
 
 
+def new_id() -> str:
+    """128 random bits in hex, as a UUID4 would hold, at a fraction of uuid4()'s cost."""
+    return os.urandom(16).hex()
+
+
 def current() -> str | None:
     """The id of the request being served, if any."""
     return g.get("request_id") if has_request_context() else None
@@ -33,11 +38,11 @@ def current() -> str | None:
 
 def _assign() -> None:
     sent = request.headers.get(HEADER)
-    g.request_id = sent if sane(sent) else uuid.uuid4().hex
+    g.request_id = sent if sane(sent) else new_id()
 
 
 def _answer(response: Response) -> Response:
-    response.headers[HEADER] = g.get("request_id") or uuid.uuid4().hex
+    response.headers[HEADER] = g.get("request_id") or new_id()
     return response
 
 
