@@ -14,7 +14,8 @@ from receiver.app import create_app
 from receiver.config import Settings
 from receiver.credentials import API_KEY_KIND, parse_credential
 from receiver.models import deliveries_table
-from tests.builders import track
+from receiver.rules import backfill
+from tests.builders import identify, track
 from tests.conftest import make_account
 from tests.functional.test_webhook import BOTH_STORES
 
@@ -240,3 +241,28 @@ def test_deliveries_need_an_admin_token(client):
     assert client.get("/admin/deliveries").status_code == 401
     response = client.get("/admin/deliveries", headers={"Authorization": "Bearer x"})
     assert response.status_code == 401
+
+
+def test_rehydration_and_backfills_are_counted(client, account):
+    before = samples(client)
+    visitor = "anon-counted"
+    client.post(f"/webhook/{account.api_key}", data=orjson.dumps(track(anonymousId=visitor)))
+    client.post(
+        f"/webhook/{account.api_key}",
+        data=orjson.dumps(identify("counted@example.com", anonymousId=visitor)),
+    )
+    client.post(f"/webhook/{account.api_key}", data=orjson.dumps(track("Backfilled")))
+    rule = {"name": "Backfilled", "event_name": "Backfilled", "signal": {"name": "B", "score": 1}}
+    assert client.post("/admin/rules", json=rule, headers=auth(account)).status_code == 201
+    backfill.join_running(timeout=30)
+    after = samples(client)
+    # The track, and the identify itself, which is stored before it links.
+    assert value(after, "receiver_rehydrated_signals_total") == (
+        value(before, "receiver_rehydrated_signals_total") + 2
+    )
+    assert value(after, "receiver_backfill_signals_mapped_total") >= (
+        value(before, "receiver_backfill_signals_mapped_total") + 1
+    )
+    assert value(after, "receiver_backfill_signals_scanned_total") > value(
+        before, "receiver_backfill_signals_scanned_total"
+    )
