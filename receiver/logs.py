@@ -58,11 +58,19 @@ def json_formatter() -> logging.Formatter:
     )
 
 
+def checked_format(log_format: str) -> str:
+    """The LOG_FORMAT setting, or a start that fails saying why (never a silent plain)."""
+    if log_format.lower() not in (PLAIN, JSON):
+        raise ValueError(f"LOG_FORMAT must be {PLAIN} or {JSON}, not {log_format!r}")
+    return log_format.lower()
+
+
 def formatter_for(log_format: str) -> logging.Formatter:
     return json_formatter() if log_format == JSON else logging.Formatter(FORMAT)
 
 
 def configure(level: str, log_format: str = PLAIN) -> None:
+    log_format = checked_format(log_format)
     root = logging.getLogger()
     if not any(isinstance(f, RedactCredentials) for h in root.handlers for f in h.filters):
         handler = logging.StreamHandler()
@@ -82,7 +90,7 @@ class RedactingGunicornLogger(GunicornLogger):
 
     def setup(self, cfg: Any) -> None:
         super().setup(cfg)
-        self.log_format = os.environ.get("LOG_FORMAT", PLAIN).lower()
+        self.log_format = checked_format(os.environ.get("LOG_FORMAT") or PLAIN)
         for log in (self.error_log, self.access_log):
             for handler in log.handlers:
                 handler.addFilter(RedactCredentials(escape=self.log_format != JSON))

@@ -6,6 +6,7 @@ import io
 import json
 import logging
 
+import pytest
 from flask import Flask
 
 from receiver import logs, request_id
@@ -55,3 +56,9 @@ def test_a_line_written_in_a_request_carries_its_id():
     assert "[req-42] hello" in line
     outside = emit(logs.RedactCredentials(), logging.Formatter(logs.FORMAT), "hello")
     assert "[-] hello" in outside
+
+
+def test_an_unknown_log_format_is_refused_not_taken_for_plain():
+    assert logs.checked_format("JSON") == "json"
+    with pytest.raises(ValueError, match="plain or json"):
+        logs.checked_format("jsonl")
