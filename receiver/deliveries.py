@@ -282,6 +282,9 @@ def _note_arrival() -> None:
 
 
 def init_app(app: Flask, settings: Settings) -> None:
-    app.extensions["receiver.deliveries"] = Writer(engine_of(app), settings)
+    app.extensions["receiver.deliveries"] = writer = Writer(engine_of(app), settings)
+    if settings.delivery_log_hours <= 0:
+        writer.closed.set()  # the log is off: nothing is recorded, nothing shown
+        return
     app.before_request(_note_arrival)
     app.after_request(_record)

@@ -266,3 +266,19 @@ def test_rehydration_and_backfills_are_counted(client, account):
     assert value(after, "receiver_backfill_signals_scanned_total") > value(
         before, "receiver_backfill_signals_scanned_total"
     )
+
+
+def test_a_delivery_log_of_zero_hours_records_nothing(settings, engine):
+    account = make_account(engine)
+    app = create_app(Settings(database_url=settings.database_url, delivery_log_hours=0))
+    client = app.test_client()
+    try:
+        assert (
+            client.post(f"/webhook/{account.api_key}", data=orjson.dumps(track())).status_code
+            == 200
+        )
+        assert deliveries.writer_of(app).flush() == 0
+        assert read_deliveries(client, app, account) == []
+    finally:
+        deliveries.writer_of(app).close()
+        db.engine_of(app).dispose()
