@@ -10,7 +10,7 @@ from flask import Flask, current_app
 from flask.cli import FlaskGroup, with_appcontext
 from werkzeug.serving import run_simple
 
-from receiver import accounts, db, logs, retention
+from receiver import accounts, db, logs, progress, retention
 from receiver.browser import origins_problem
 from receiver.config import current_settings
 from receiver.identity.resolve import identity_policy
@@ -144,7 +144,13 @@ def revoke_key_command(key: str) -> None:
 @with_appcontext
 def purge_cold_command(older_than: int | None) -> None:
     """Delete cold-storage signals received longer ago than the retention."""
-    retention.purge_cold(db.engine_of(current_app), datetime.now(UTC), echo, older_than)
+    retention.purge_cold(
+        db.engine_of(current_app),
+        datetime.now(UTC),
+        echo,
+        older_than,
+        terminal=progress.on_terminal(),
+    )
 
 
 @click.command("run-backfills")

@@ -49,6 +49,12 @@ class Settings:
     # office behind one address browsing at once stays well under it.
     browser_rate_limit: str = "1000/minute"
     log_level: str = "INFO"
+    # "plain" (the default) or "json": one JSON object per line (gunicorn reads it too).
+    log_format: str = "plain"
+    # When set, GET /metrics needs Authorization: Bearer <token>.
+    metrics_token: str = ""
+    delivery_log_hours: int = 24
+    delivery_log_per_account: int = 2_000
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

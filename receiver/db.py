@@ -18,7 +18,7 @@ from flask import Flask, current_app, g
 from sqlalchemy import exc
 from sqlmodel import Session
 
-from receiver import exact_json
+from receiver import exact_json, metrics
 from receiver.config import Settings
 from receiver.errors import StoreUnavailable
 from receiver.scoring import check_window
@@ -117,6 +117,7 @@ def run_transaction(engine: sa.Engine, work: Callable[[Session], T]) -> T:
                     is_retryable(error) or error.connection_invalidated
                 ):
                     raise
+                metrics.count_retry(error)
                 log.warning("transaction retried after %s", error.orig.__class__.__name__)
     raise AssertionError("unreachable")
 

@@ -10,6 +10,8 @@ from sqlalchemy import exc
 from werkzeug import exceptions as werkzeug_exceptions
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
+from receiver import metrics
+
 log = logging.getLogger(__name__)
 
 
@@ -119,6 +121,7 @@ def init_app(app: Flask, retry_after_unavailable_s: int, max_body_bytes: int) ->
     @app.errorhandler(exc.InterfaceError)
     @app.errorhandler(exc.TimeoutError)
     def _store_unavailable(error: Exception) -> Response:
+        metrics.count_unavailable(error)
         log.warning("store unavailable: %s", error.__class__.__name__, exc_info=error)
         return error_response(503, StoreUnavailable.message, unavailable_headers)
 

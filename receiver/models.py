@@ -312,3 +312,28 @@ rules_table: sa.Table = Rule.__table__  # type: ignore[attr-defined]
 rule_versions_table: sa.Table = RuleVersion.__table__  # type: ignore[attr-defined]
 queue_table: sa.Table = QueueGroup.__table__  # type: ignore[attr-defined]
 accounts_table: sa.Table = Account.__table__  # type: ignore[attr-defined]
+
+
+class Delivery(SQLModel, table=True):
+    """One ingestion request of an account, as answered (GET /admin/deliveries): kept for a
+    day, a few thousand per account at most (receiver/deliveries.py prunes as it writes).
+    Never a payload, never a key in full: the path holds the key's prefix only."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (sa.Index("ix_deliveries_received_at", "received_at"),)
+
+    account_id: int = Field(sa_column=_account_column())
+    id: int | None = Field(default=None, sa_column=_id_column())
+    received_at: datetime = Field(sa_type=Timestamp)
+    method: str
+    path: str
+    status: int
+    received: int
+    stored: int
+    duplicates: int
+    request_id: str | None = None
+    message: str | None = None  # the answer's own, when it was refused
+    results: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSONDocument)
+
+
+deliveries_table: sa.Table = Delivery.__table__  # type: ignore[attr-defined]

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
-from receiver import accounts, db
+from receiver import accounts, db, deliveries
 from receiver.accounts import NewAccount
 from receiver.app import create_app
 from receiver.config import Settings
@@ -92,6 +92,7 @@ def app(settings: Settings) -> Iterator[Flask]:
     app.config["TESTING"] = True
     yield app
     worker.stop_all(timeout=30)
+    deliveries.writer_of(app).close()
     db.engine_of(app).dispose()
 
 

@@ -6,6 +6,7 @@ or a lost lock race: nothing passes from one attempt to the next but the parsed 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 
@@ -32,6 +33,16 @@ from receiver.ingest.signature import secret_presented
 from receiver.refusals import refuse_unusable_api_key, secret_refusal
 
 
+@dataclass
+class Seen:
+    """What the caller learns of a request even when it is refused: the account of a key the
+    store knows (set before its secret is checked) and the body as parsed (the delivery log
+    and the metrics read them)."""
+
+    account_id: int | None = None
+    prepared: Prepared | None = None
+
+
 def receive(
     engine: sa.Engine,
     settings: Settings,
@@ -41,10 +52,13 @@ def receive(
     now: datetime,
     default_type: str | None = None,
     client_ip: str | None = None,
+    seen: Seen | None = None,
 ) -> Outcome:
     """Store the body's events; raises a ReceiverError for what the sender must be told.
-    client_ip: the address to put in each event's context.ip where it has none."""
+    client_ip: the address to put in each event's context.ip where it has none; seen, filled
+    in as the request goes (see Seen)."""
     refuse_unusable_api_key(api_key)
+    seen = seen if seen is not None else Seen()
     check_secret = partial(_check_secret, headers=headers, raw=raw)
     try:
         prepared = parse(raw, now, settings, default_type)
@@ -52,12 +66,13 @@ def receive(
             prepared = with_client_ip(prepared, client_ip)
     except ReceiverError as problem:
         # A bad body from an unknown sender is answered 401: the key is checked first.
-        run_transaction(engine, lambda session: _authenticate(session, api_key, check_secret))
+        run_transaction(engine, lambda session: _authenticate(session, api_key, check_secret, seen))
         raise problem from None
+    seen.prepared = prepared
     policy = identity_policy(settings)
 
     def general(session: Session) -> Outcome:
-        sender = _authenticate(session, api_key, check_secret)
+        sender = _authenticate(session, api_key, check_secret, seen)
         return store_body(session, sender, prepared, now, policy)
 
     return run_transaction(engine, general)
@@ -77,11 +92,15 @@ def parse(raw: bytes, now: datetime, settings: Settings, default_type: str | Non
 
 
 def _authenticate(
-    session: Session, api_key: str | None, check_secret: Callable[[str | None], None]
+    session: Session,
+    api_key: str | None,
+    check_secret: Callable[[str | None], None],
+    seen: Seen,
 ) -> Sender:
     sender = find_sender(session, api_key) if api_key else None
     if sender is None:
         raise Unauthorized()
+    seen.account_id = sender.account_id
     check_secret(sender.secret)
     return sender
 

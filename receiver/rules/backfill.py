@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 from sqlmodel import Session
 
+from receiver import metrics
 from receiver.db import run_transaction
 from receiver.identity import resolve as resolution
 from receiver.identity.locks import SHARED, lock_account
@@ -146,12 +147,13 @@ def run_claimed(
     A runner asked to stop hands the job back as pending, for the next one."""
     log.info("backfill of rule %s (account %s) running", rule_id, account_id)
     try:
-        while not run_transaction(
-            engine, lambda s: map_chunk(s, account_id, rule_id, policy, datetime.now(UTC))
-        ):
-            if stop is not None and stop.is_set():
-                run_transaction(engine, lambda s: _hand_back(s, account_id, rule_id))
-                return PENDING
+        with metrics.BACKFILLS_RUNNING.track_inprogress():
+            while not run_transaction(
+                engine, lambda s: map_chunk(s, account_id, rule_id, policy, datetime.now(UTC))
+            ):
+                if stop is not None and stop.is_set():
+                    run_transaction(engine, lambda s: _hand_back(s, account_id, rule_id))
+                    return PENDING
     except Exception:
         log.exception("backfill of rule %s stopped; a runner resumes it when stale", rule_id)
         return "failed"
@@ -215,6 +217,8 @@ def map_chunk(
         .limit(CHUNK)
     ).all()
     mapped = _map_rows(session, account_id, compiled, rows, policy, now)
+    metrics.BACKFILL_SCANNED.inc(len(rows))
+    metrics.BACKFILL_MAPPED.inc(mapped)
     done = len(rows) < CHUNK
     session.execute(
         sa.update(rules_table)
