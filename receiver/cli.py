@@ -14,6 +14,10 @@ from receiver import accounts, db, retention
 from receiver.config import current_settings
 
 
+# Read by create-account in place of --secret: an argument shows in `ps` and shell history.
+SECRET_ENVVAR = "RECEIVER_KEY_SECRET"
+
+
 def echo(line: str) -> None:
     click.echo(line)
 
@@ -37,9 +41,12 @@ def init_db_command() -> None:
 @click.option(
     "--secret",
     default=None,
-    callback=lambda _context, _option, secret: _checked_secret(secret),
+    envvar=SECRET_ENVVAR,
+    show_envvar=True,
+    callback=lambda _context, _option, secret: _checked_secret(_read_secret(secret)),
     help=f"Shared secret the API key requires ({accounts.SECRET_MIN_LENGTH} to "
-    f"{accounts.SECRET_MAX_LENGTH} characters).",
+    f"{accounts.SECRET_MAX_LENGTH} characters). `-` reads it from standard input; "
+    f"so does the {SECRET_ENVVAR} variable keep it out of `ps` and the shell history.",
 )
 @with_appcontext
 def create_account_command(
@@ -60,6 +67,16 @@ def create_account_command(
         ),
     )
     click.echo(json.dumps(created.as_json()))
+
+
+def _read_secret(secret: str | None) -> str | None:
+    """`-` stands for standard input: its first line, without the line break."""
+    if secret != "-":
+        return secret
+    line = click.get_text_stream("stdin").readline().rstrip("\r\n")
+    if not line:
+        raise click.BadParameter("standard input held no secret.")
+    return line
 
 
 def _checked_secret(secret: str | None) -> str | None:
