@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from datetime import UTC, datetime
 
 import click
@@ -12,7 +13,6 @@ from werkzeug.serving import run_simple
 
 from receiver import accounts, db, retention
 from receiver.config import current_settings
-
 
 # Read by create-account in place of --secret: an argument shows in `ps` and shell history.
 SECRET_ENVVAR = "RECEIVER_KEY_SECRET"
@@ -73,7 +73,7 @@ def _read_secret(secret: str | None) -> str | None:
     """`-` stands for standard input: its first line, without the line break."""
     if secret != "-":
         return secret
-    line = click.get_text_stream("stdin").readline().rstrip("\r\n")
+    line = sys.stdin.readline().rstrip("\r\n")
     if not line:
         raise click.BadParameter("standard input held no secret.")
     return line
