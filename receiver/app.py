@@ -11,7 +11,15 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.routing import IntegerConverter, Map
 
 from receiver import cli, db, errors, logs
-from receiver.api import admin_account, admin_leads, admin_queue, admin_rules, health, webhook
+from receiver.api import (
+    admin_account,
+    admin_leads,
+    admin_queue,
+    admin_rules,
+    admin_tokens,
+    health,
+    webhook,
+)
 from receiver.api.schemas import schema_name
 from receiver.config import Settings
 
@@ -63,6 +71,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         admin_queue.blp,
         admin_leads.blp,
         admin_account.blp,
+        admin_tokens.blp,
     ):
         api.register_blueprint(blueprint)
     app.register_blueprint(health.bp)

@@ -9,10 +9,12 @@ from datetime import UTC, datetime
 import click
 from flask import Flask, current_app
 from flask.cli import FlaskGroup, with_appcontext
+from sqlmodel import Session
 from werkzeug.serving import run_simple
 
 from receiver import accounts, db, retention
 from receiver.config import current_settings
+from receiver.credentials import Credential
 
 # Read by create-account in place of --secret: an argument shows in `ps` and shell history.
 SECRET_ENVVAR = "RECEIVER_KEY_SECRET"
@@ -104,6 +106,37 @@ def revoke_key_command(key: str) -> None:
     click.echo("revoked")
 
 
+@click.command("create-admin-token")
+@click.argument("account_id", type=click.IntRange(min=1))
+@with_appcontext
+def create_admin_token_command(account_id: int) -> None:
+    """Give an account another admin token (its others stay valid); prints it as JSON, once."""
+
+    def create(session: Session) -> Credential | None:
+        if not accounts.account_exists(session, account_id):
+            return None
+        return accounts.create_admin_token(session, account_id, datetime.now(UTC))[0]
+
+    token = db.run_transaction(db.engine_of(current_app), create)
+    if token is None:
+        raise click.ClickException(f"no account {account_id}")
+    click.echo(json.dumps({"account_id": account_id, "admin_token": token.text}))
+
+
+@click.command("revoke-admin-token")
+@click.argument("token")
+@with_appcontext
+def revoke_admin_token_command(token: str) -> None:
+    """Revoke an admin token, even an account's last one: it answers 401 from now on."""
+    revoked = db.run_transaction(
+        db.engine_of(current_app),
+        lambda session: accounts.revoke_admin_token(session, token, datetime.now(UTC)),
+    )
+    if not revoked:
+        raise click.ClickException("no such admin token")
+    click.echo("revoked")
+
+
 @click.command("purge-cold")
 @click.option(
     "--older-than",
@@ -156,6 +189,8 @@ def init_app(app: Flask) -> None:
         init_db_command,
         create_account_command,
         revoke_key_command,
+        create_admin_token_command,
+        revoke_admin_token_command,
         purge_cold_command,
         serve_command,
     ):

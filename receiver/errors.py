@@ -39,6 +39,10 @@ class NotFound(ReceiverError):
     message = "Not found."
 
 
+class Conflict(ReceiverError):
+    status = 409
+
+
 class PayloadTooLarge(ReceiverError):
     status = 413
 
