@@ -32,6 +32,9 @@ class Settings:
     max_leads_per_identifier: int = 5
     # Moving a very long anonymous history onto its lead may outlast the statement timeout.
     rehydrate_timeout_ms: int = 20_000
+    # What one account's rules may cost every event it sends: checked when a rule is saved.
+    max_rules_per_account: int = 100
+    max_conditions_per_rule: int = 20
     public_url: str = "http://127.0.0.1:8000"
     log_level: str = "INFO"
 

@@ -43,6 +43,12 @@ class Conflict(ReceiverError):
     status = 409
 
 
+class Unprocessable(ReceiverError):
+    """A well-formed body that cannot be saved: 422 with field-level errors, as the schemas'."""
+
+    status = 422
+
+
 class PayloadTooLarge(ReceiverError):
     status = 413
 

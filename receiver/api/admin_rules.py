@@ -40,7 +40,8 @@ def list_rules() -> list[Rule]:
 @blp.response(201, RuleSchema)
 def create_rule(data: dict[str, Any]) -> Rule:
     session = get_session()
-    rule = service.create_rule(session, account_id(), data, datetime.now(UTC))
+    caps = service.RuleCaps.of(current_settings())
+    rule = service.create_rule(session, account_id(), data, datetime.now(UTC), caps)
     session.commit()
     _start_backfill(rule)
     return rule
@@ -107,7 +108,8 @@ def preview(data: dict[str, Any]) -> dict[str, Any]:
 def _update(rule_id: int, data: dict[str, Any]) -> Rule:
     session = get_session()
     rule = _owned_rule(rule_id)
-    rematch = service.update_rule(session, rule, data, datetime.now(UTC))
+    caps = service.RuleCaps.of(current_settings())
+    rematch = service.update_rule(session, rule, data, datetime.now(UTC), caps)
     session.commit()
     if rematch:
         _start_backfill(rule)

@@ -8,8 +8,8 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from receiver.rules.engine import compile_rule, first_match
-from receiver.rules.operators import NO_VALUE, OPERATORS
+from receiver.rules.engine import RULE_COST, Budget, compile_rule, first_match
+from receiver.rules.operators import MAX_CONDITION_TEXT, NO_VALUE, OPERATORS, PATTERN_COST
 from receiver.rules.paths import MISSING, is_valid_path, resolve
 
 KEY = st.sampled_from(["a", "b", "0", "²"]) | st.text(max_size=4)
@@ -63,3 +63,20 @@ def test_no_path_or_payload_makes_matching_raise(path, op, value, payload):
     match = first_match([rule], "segment", "track", "x", payload)
     if match is not None:
         assert match.email is None or "@" in match.email
+
+
+def test_matches_and_contains_look_at_the_first_4096_characters_only():
+    far = {"t": "x" * MAX_CONDITION_TEXT + "needle"}
+    near = {"t": "x" * (MAX_CONDITION_TEXT - 6) + "needle"}
+    for op, value in [("matches", "needle"), ("contains", "needle")]:
+        rule = compile_rule({"conditions": [{"field": "t", "op": op, "value": value}]})
+        assert rule.matches("segment", "track", None, near)
+        assert not rule.matches("segment", "track", None, far)
+
+
+def test_once_the_budget_is_spent_nothing_more_matches():
+    rule = compile_rule({"conditions": [{"field": "t", "op": "matches", "value": "a"}]}, 1)
+    budget = Budget(remaining=3 * (PATTERN_COST + 1 + RULE_COST))
+    matched = [first_match([rule], "segment", "track", None, {"t": "a"}, budget) for _ in range(6)]
+    assert [m is not None for m in matched] == [True, True, True, False, False, False]
+    assert budget.exhausted
