@@ -16,6 +16,7 @@ from receiver.credentials import (
     parse_credential,
 )
 from receiver.models import Account, AdminToken, ApiKey
+from receiver.sealing import seal, secret_of
 
 # A key's shared secret: short enough to guess is no secret; long only costs every request.
 SECRET_MIN_LENGTH, SECRET_MAX_LENGTH = 8, 200
@@ -139,7 +140,7 @@ def create_api_key(
             account_id=account_id,
             prefix=key.prefix,
             key_hash=key.digest,
-            secret=secret or None,
+            secret=seal(secret or None),
             created_at=now,
         )
     )
@@ -169,7 +170,7 @@ def find_sender(session: Session, api_key: str) -> Sender | None:
     )
     if row is None:
         return None
-    return Sender(key.account_id, row.id, row.secret, row.plan, row.signal_limit)
+    return Sender(key.account_id, row.id, secret_of(row.secret), row.plan, row.signal_limit)
 
 
 def revoke_api_key(session: Session, api_key: str, now: datetime) -> bool:

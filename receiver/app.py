@@ -10,7 +10,7 @@ from flask_smorest import Api
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.routing import IntegerConverter, Map
 
-from receiver import cli, db, errors, logs
+from receiver import cli, db, errors, logs, sealing
 from receiver.api import (
     admin_account,
     admin_leads,
@@ -60,6 +60,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["receiver.settings"] = settings
     app.config.update(OPENAPI)
+    sealing.configure(settings)
     db.init_app(app, settings)
     app.url_map.converters["id"] = IdConverter
     api = Api(

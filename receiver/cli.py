@@ -12,7 +12,7 @@ from flask.cli import FlaskGroup, with_appcontext
 from sqlmodel import Session
 from werkzeug.serving import run_simple
 
-from receiver import accounts, db, retention
+from receiver import accounts, db, retention, sealing
 from receiver.config import current_settings
 from receiver.credentials import Credential
 
@@ -27,8 +27,15 @@ def echo(line: str) -> None:
 @click.command("init-db")
 @with_appcontext
 def init_db_command() -> None:
-    """Create or upgrade the schema; safe to run again, keeps all data."""
-    db.upgrade_schema(db.engine_of(current_app), echo)
+    """Create or upgrade the schema; safe to run again, keeps all data. Seals key secrets
+    stored in clear by an earlier release, once there is a key to seal them with."""
+    engine = db.engine_of(current_app)
+    db.upgrade_schema(engine, echo)
+    if sealing.has_keyring():
+        with engine.begin() as connection:
+            sealed = sealing.reseal_all(connection, only_clear=True)
+        if sealed:
+            echo(f"secrets: {sealed} stored in clear sealed with SECRET_KEY")
 
 
 @click.command("create-account")
@@ -56,18 +63,21 @@ def create_account_command(
 ) -> None:
     """Create an account with one API key and one admin token; prints them as JSON, once."""
     settings = current_settings()
-    created = db.run_transaction(
-        db.engine_of(current_app),
-        lambda session: accounts.create_account(
-            session,
-            name,
-            plan or settings.default_plan,
-            settings.default_signal_limit if signal_limit is None else signal_limit,
-            settings.cold_retention_days,
-            datetime.now(UTC),
-            secret,
-        ),
-    )
+    try:
+        created = db.run_transaction(
+            db.engine_of(current_app),
+            lambda session: accounts.create_account(
+                session,
+                name,
+                plan or settings.default_plan,
+                settings.default_signal_limit if signal_limit is None else signal_limit,
+                settings.cold_retention_days,
+                datetime.now(UTC),
+                secret,
+            ),
+        )
+    except sealing.NoSecretKey as refused:
+        raise click.ClickException(refused.message) from None
     click.echo(json.dumps(created.as_json()))
 
 
@@ -137,6 +147,24 @@ def revoke_admin_token_command(token: str) -> None:
     click.echo("revoked")
 
 
+@click.command("new-secret-key")
+def new_secret_key_command() -> None:
+    """Print a new key for SECRET_KEY (it needs no store)."""
+    click.echo(sealing.new_key())
+
+
+@click.command("rotate-secret-key")
+@with_appcontext
+def rotate_secret_key_command() -> None:
+    """Seal every key secret again with the first key of SECRET_KEY. Rotate by putting a new
+    key first (SECRET_KEY=new,old), running this, then dropping the old key."""
+    if not sealing.has_keyring():
+        raise click.ClickException(sealing.NoSecretKey.message)
+    with db.engine_of(current_app).begin() as connection:
+        resealed = sealing.reseal_all(connection)
+    click.echo(f"secrets: {resealed} sealed with the first key of SECRET_KEY")
+
+
 @click.command("purge-cold")
 @click.option(
     "--older-than",
@@ -191,6 +219,8 @@ def init_app(app: Flask) -> None:
         revoke_key_command,
         create_admin_token_command,
         revoke_admin_token_command,
+        new_secret_key_command,
+        rotate_secret_key_command,
         purge_cold_command,
         serve_command,
     ):

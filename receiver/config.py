@@ -35,6 +35,8 @@ class Settings:
     # What one account's rules may cost every event it sends: checked when a rule is saved.
     max_rules_per_account: int = 100
     max_conditions_per_rule: int = 20
+    # Fernet keys, comma-separated, that seal key secrets at rest (receiver/sealing.py).
+    secret_key: str = ""
     public_url: str = "http://127.0.0.1:8000"
     log_level: str = "INFO"
 

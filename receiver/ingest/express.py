@@ -42,6 +42,7 @@ from receiver.ingest import store
 from receiver.ingest.pipeline import NeedsExclusive, Outcome, Prepared, mapped, outcome_of
 from receiver.ingest.segment import Draft
 from receiver.rules import engine
+from receiver.sealing import secret_of
 
 # Raised by receiver_store_plain when the new signals do not all fit in the month's limit.
 OVER_LIMIT_SQLSTATE = "RL429"
@@ -77,13 +78,13 @@ def store_body(
     state = _remembered(key.digest)
     if state is not None:
         try:
-            check_secret(state.secret)
+            check_secret(secret_of(state.secret))
         except Unauthorized:
             state = None  # the secret may have changed since: read it again
     for _ in range(ATTEMPTS):
         if state is None:
             state = _read_state(connection, key)
-            check_secret(state.secret)
+            check_secret(secret_of(state.secret))
         reply = _store(connection, key, state, _mapped(state.rules, prepared.drafts), now)
         if reply is not None:
             return outcome_of(prepared, reply, accepted=len(prepared.drafts))

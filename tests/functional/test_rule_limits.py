@@ -17,7 +17,7 @@ from receiver.config import Settings
 from receiver.rules import backfill, operators, service
 from receiver.rules import engine as rules_engine
 from tests.builders import track
-from tests.conftest import make_account
+from tests.conftest import TEST_SECRET_KEY, make_account
 from tests.functional.test_admin_api import auth
 from tests.unit.test_rule_safety import JSON, PATH
 
@@ -105,7 +105,9 @@ def test_a_rule_with_more_conditions_than_the_cap_is_refused(client, account):
 
 
 def test_an_account_cannot_have_more_rules_than_the_cap(postgres_url):
-    app = create_app(Settings(database_url=postgres_url, max_rules_per_account=2))
+    app = create_app(
+        Settings(database_url=postgres_url, secret_key=TEST_SECRET_KEY, max_rules_per_account=2)
+    )
     try:
         client, account = app.test_client(), make_account(db.engine_of(app))
         statuses = [
