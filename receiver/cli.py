@@ -7,12 +7,13 @@ import sys
 from datetime import UTC, datetime
 
 import click
+import sqlalchemy as sa
 from flask import Flask, current_app
 from flask.cli import FlaskGroup, with_appcontext
 from sqlmodel import Session
 from werkzeug.serving import run_simple
 
-from receiver import accounts, db, retention, sealing
+from receiver import accounts, analysts, db, retention, sealing
 from receiver.config import current_settings
 from receiver.credentials import Credential
 
@@ -25,17 +26,52 @@ def echo(line: str) -> None:
 
 
 @click.command("init-db")
+@click.option(
+    "--analyst-role",
+    metavar="NAME",
+    default=None,
+    help="Postgres: create (or update) a role that reads the analyst views and nothing else.",
+)
+@click.option(
+    "--analyst-account",
+    "analyst_accounts",
+    metavar="ACCOUNT_ID",
+    type=click.IntRange(min=1),
+    multiple=True,
+    help="With --analyst-role: the account(s) it sees (row-level security); default all.",
+)
 @with_appcontext
-def init_db_command() -> None:
+def init_db_command(analyst_role: str | None, analyst_accounts: tuple[int, ...]) -> None:
     """Create or upgrade the schema; safe to run again, keeps all data. Seals key secrets
     stored in clear by an earlier release, once there is a key to seal them with."""
+    if analyst_accounts and not analyst_role:
+        raise click.UsageError("--analyst-account needs --analyst-role")
     engine = db.engine_of(current_app)
     db.upgrade_schema(engine, echo)
+    _analyst_access(engine, analyst_role, analyst_accounts)
     if sealing.has_keyring():
         with engine.begin() as connection:
             sealed = sealing.reseal_all(connection, only_clear=True)
         if sealed:
             echo(f"secrets: {sealed} stored in clear sealed with SECRET_KEY")
+
+
+def _analyst_access(engine: sa.Engine, role: str | None, account_ids: tuple[int, ...]) -> None:
+    try:
+        with engine.begin() as connection:
+            if role is not None:
+                analysts.grant_analyst(connection, role, account_ids)
+                scope = ", ".join(map(str, account_ids)) or "every account"
+                echo(f"analysts: {role} reads the views, of {scope}")
+            elif analysts.is_set_up(connection):
+                analysts.apply_access(connection)
+                echo("analysts: access to the views renewed")
+    except analysts.AnalystSetupError as error:
+        raise click.ClickException(str(error)) from None
+    except sa.exc.DBAPIError as error:
+        raise click.ClickException(
+            f"analyst access needs a role that may create roles: {error.orig}"
+        ) from None
 
 
 @click.command("create-account")
