@@ -164,3 +164,22 @@ def _mapped_by_message(engine, account):
             {"a": account.account_id},
         )
         return {row.message_id: row.rule_id is not None for row in rows}
+
+
+def test_lead_fields_a_rule_extracts_as_objects_or_numbers_do_not_fail_ingestion(
+    client, account, engine
+):
+    rule = {
+        "name": "odd fields",
+        "fields": {
+            "email": "properties.email",
+            "name": "properties.obj",
+            "company": "properties.list",
+            "title": "properties.num",
+        },
+    }
+    assert client.post("/admin/rules", json=rule, headers=auth(account)).status_code == 201
+    properties = {"email": "odd@example.com", "obj": {"a": 1}, "list": [1, "x"], "num": 2**62}
+    body = [track(properties=properties), track(properties={**properties, "num": 1.5})]
+    response = client.post(f"/webhook/{account.api_key}", data=orjson.dumps(body))
+    assert response.status_code == 200, response.json
