@@ -51,7 +51,7 @@ def init_db_command(analyst_role: str | None, analyst_accounts: tuple[int, ...])
     _analyst_access(engine, analyst_role, analyst_accounts)
     if sealing.has_keyring():
         with engine.begin() as connection:
-            sealed = sealing.reseal_all(connection, only_clear=True)
+            sealed = sealing.reseal_all(connection, only_clear=True).sealed
         if sealed:
             echo(f"secrets: {sealed} stored in clear sealed with SECRET_KEY")
 
@@ -198,7 +198,12 @@ def rotate_secret_key_command() -> None:
         raise click.ClickException(sealing.NoSecretKey.message)
     with db.engine_of(current_app).begin() as connection:
         resealed = sealing.reseal_all(connection)
-    click.echo(f"secrets: {resealed} sealed with the first key of SECRET_KEY")
+    click.echo(f"secrets: {resealed.sealed} sealed with the first key of SECRET_KEY")
+    if resealed.unopenable:
+        raise click.ClickException(
+            f"{resealed.unopenable} secrets were sealed with no key SECRET_KEY holds and are left "
+            "as they were: put their key back in SECRET_KEY, or give those keys new secrets"
+        )
 
 
 @click.command("purge-cold")

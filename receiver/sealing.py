@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -48,7 +49,8 @@ class Keyring:
         try:
             return self._fernet.decrypt(stored.removeprefix(SEALED).encode()).decode()
         except InvalidToken:
-            # Sealed with a key SECRET_KEY no longer holds: the key refuses every request.
+            # Sealed with a key SECRET_KEY no longer holds: the key's requests fail (500, which
+            # Segment retries) until SECRET_KEY holds that key again.
             log.error("a key secret cannot be opened with any key of SECRET_KEY")
             raise ReceiverError() from None
 
@@ -108,7 +110,14 @@ def _open(stored: str) -> str:
     return _keyring.open(stored)
 
 
-def reseal_all(connection: sa.Connection, only_clear: bool = False) -> int:
+@dataclass
+class Resealed:
+    sealed: int = 0
+    # Sealed with no key SECRET_KEY holds: left as they are.
+    unopenable: int = 0
+
+
+def reseal_all(connection: sa.Connection, only_clear: bool = False) -> Resealed:
     """Seal every key secret again with the first key (or only those stored in clear)."""
     if _keyring is None:
         raise NoSecretKey()
@@ -116,17 +125,22 @@ def reseal_all(connection: sa.Connection, only_clear: bool = False) -> int:
     rows = connection.execute(
         sa.select(keys.c.account_id, keys.c.id, keys.c.secret).where(keys.c.secret.is_not(None))
     ).all()
-    changed = 0
+    done = Resealed()
     for account_id, key_id, stored in rows:
         if only_clear and stored.startswith(SEALED):
+            continue
+        try:
+            resealed = _keyring.reseal(stored)
+        except InvalidToken:
+            done.unopenable += 1
             continue
         connection.execute(
             sa.update(keys)
             .where(keys.c.account_id == account_id, keys.c.id == key_id)
-            .values(secret=_keyring.reseal(stored))
+            .values(secret=resealed)
         )
-        changed += 1
-    return changed
+        done.sealed += 1
+    return done
 
 
 def _sqlite_key(database_url: str) -> list[bytes]:

@@ -10,6 +10,7 @@ import orjson
 import requests
 
 from tests.builders import track
+from tests.conftest import TEST_SECRET_KEY
 from tests.e2e.conftest import cli, create_account
 
 
@@ -131,7 +132,7 @@ def test_create_account_reads_the_secret_from_standard_input(server):
         input="S3cret-from-stdin\n",
         capture_output=True,
         text=True,
-        env={"DATABASE_URL": server.database_url, "PATH": _path()},
+        env={"DATABASE_URL": server.database_url, "PATH": _path(), "SECRET_KEY": TEST_SECRET_KEY},
         check=True,
     )
     assert _secret_needed(server, orjson.loads(result.stdout), "S3cret-from-stdin")
@@ -146,6 +147,7 @@ def test_create_account_reads_the_secret_from_the_environment(server):
             "DATABASE_URL": server.database_url,
             "PATH": _path(),
             "RECEIVER_KEY_SECRET": "S3cret-from-env",
+            "SECRET_KEY": TEST_SECRET_KEY,
         },
         check=True,
     )

@@ -70,6 +70,11 @@ def test_rotating_the_secret_key_keeps_every_secret_working(postgres_url, tmp_pa
         assert requests.post(url, data=body, timeout=10).status_code == 401
     finally:
         stop(server)
+        # Back to the suite's key: the database is shared with the tests that follow.
+        run(
+            {"DATABASE_URL": postgres_url, "SECRET_KEY": f"{TEST_SECRET_KEY},{new}"},
+            "rotate-secret-key",
+        )
 
 
 def _stored(database_url, account):
