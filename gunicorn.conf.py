@@ -10,6 +10,8 @@ import tempfile
 
 bind = os.environ.get("GUNICORN_BIND", f"0.0.0.0:{os.environ.get('PORT', '8000')}")
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2 + 1))
+# A sync worker is held by a client as long as it takes to send its body: run behind a proxy
+# that buffers bodies whole (deploy/nginx-receiver.conf; tests/e2e/test_slow_clients.py).
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "sync")
 threads = int(os.environ.get("GUNICORN_THREADS", "1"))
 # Segment waits 5 s for an answer; a worker stuck far longer than that is recycled.

@@ -11,13 +11,14 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter, Map
 
-from receiver import cli, content_encoding, db, deliveries, errors, logs, request_id
+from receiver import cli, content_encoding, db, deliveries, errors, logs, request_id, sealing
 from receiver.api import (
     admin_account,
     admin_deliveries,
     admin_leads,
     admin_queue,
     admin_rules,
+    admin_tokens,
     collect,
     cors,
     health,
@@ -76,6 +77,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         # Only the client's address: PUBLIC_URL says how browsers reach the receiver.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxy_hops)  # type: ignore[method-assign]
     app.config.update(OPENAPI)
+    sealing.configure(settings)
     db.init_app(app, settings)
     deliveries.init_app(app, settings)
     app.url_map.converters["id"] = IdConverter
@@ -90,6 +92,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         admin_leads.blp,
         admin_account.blp,
         admin_deliveries.blp,
+        admin_tokens.blp,
     ):
         api.register_blueprint(blueprint)
     app.register_blueprint(health.bp)

@@ -48,6 +48,11 @@ class Settings:
     # Per browser key and client address, in each worker (see receiver/browser.py); a whole
     # office behind one address browsing at once stays well under it.
     browser_rate_limit: str = "1000/minute"
+    # What one account's rules may cost every event it sends: checked when a rule is saved.
+    max_rules_per_account: int = 100
+    max_conditions_per_rule: int = 20
+    # Fernet keys, comma-separated, that seal key secrets at rest (receiver/sealing.py).
+    secret_key: str = ""
     log_level: str = "INFO"
     # "plain" (the default) or "json": one JSON object per line (gunicorn reads it too).
     log_format: str = "plain"

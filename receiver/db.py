@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import random
 import sqlite3
 import time
@@ -68,6 +70,7 @@ def make_engine(settings: Settings, pool_size: int | None = None) -> sa.Engine:
 
 
 def _sqlite_engine(url: sa.URL) -> sa.Engine:
+    _create_private_file(url.database)
     engine = sa.create_engine(
         url,
         connect_args={"timeout": 10, "check_same_thread": False},
@@ -89,6 +92,14 @@ def _sqlite_engine(url: sa.URL) -> sa.Engine:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def _create_private_file(path: str | None) -> None:
+    """The database file is created readable by its owner only: it holds customer data. SQLite
+    gives its -wal and -shm files the database's mode."""
+    if path and path != ":memory:" and not path.startswith("file:"):
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def is_retryable(error: Exception) -> bool:

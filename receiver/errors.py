@@ -47,6 +47,16 @@ class NotFound(ReceiverError):
     message = "Not found."
 
 
+class Conflict(ReceiverError):
+    status = 409
+
+
+class Unprocessable(ReceiverError):
+    """A well-formed body that cannot be saved: 422 with field-level errors, as the schemas'."""
+
+    status = 422
+
+
 class PayloadTooLarge(ReceiverError):
     status = 413
 

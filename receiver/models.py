@@ -302,6 +302,15 @@ class QueueGroup(SQLModel, table=True):
     sample: dict[str, Any] = Field(sa_type=JSONDocument)
 
 
+class AnalystAccount(SQLModel, table=True):
+    """An account an analyst role sees through the views; a role without one sees them all."""
+
+    __tablename__ = "analyst_accounts"
+
+    account_id: int = Field(sa_column=_account_column())
+    role_name: str = Field(primary_key=True)
+
+
 signals_table: sa.Table = Signal.__table__  # type: ignore[attr-defined]
 usage_table: sa.Table = UsageCounter.__table__  # type: ignore[attr-defined]
 leads_table: sa.Table = Lead.__table__  # type: ignore[attr-defined]

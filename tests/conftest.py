@@ -27,6 +27,10 @@ from receiver.config import Settings
 from receiver.rules import worker
 
 DEFAULT_TEST_DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+# Key secrets are sealed with it, in this process and in the servers and commands it starts.
+TEST_SECRET_KEY = os.environ.setdefault(
+    "SECRET_KEY", "dGVzdC1rZXktb2YtdGhlLXRlc3Qtc3VpdGUtMzJieXQ="
+)
 POSTGRES_REQUIRED = bool(os.environ.get("REQUIRE_POSTGRES") or os.environ.get("CI"))
 
 
@@ -83,7 +87,7 @@ def database_url(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def settings(database_url: str) -> Settings:
-    return Settings(database_url=database_url)
+    return Settings(database_url=database_url, secret_key=TEST_SECRET_KEY)
 
 
 @pytest.fixture

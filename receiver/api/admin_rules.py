@@ -47,7 +47,8 @@ def list_rules() -> list[Rule]:
 @blp.response(201, RuleSchema)
 def create_rule(data: dict[str, Any]) -> Rule:
     session = get_session()
-    rule = service.create_rule(session, account_id(), data, datetime.now(UTC))
+    caps = service.RuleCaps.of(current_settings())
+    rule = service.create_rule(session, account_id(), data, datetime.now(UTC), caps)
     session.commit()
     if rule.enabled:
         worker.wake(current_app)
@@ -105,7 +106,8 @@ def revert_rule(data: dict[str, Any], rule_id: int) -> Rule:
             f"Rule {rule_id} has no version {data['version']}; "
             f"GET /admin/rules/{rule_id}/versions lists them."
         )
-    return _changed(rule, service.revert_rule(session, rule, version, datetime.now(UTC)))
+    caps = service.RuleCaps.of(current_settings())
+    return _changed(rule, service.revert_rule(session, rule, version, datetime.now(UTC), caps))
 
 
 @blp.route("/<id:rule_id>/backfill/cancel", methods=["POST"])
@@ -148,7 +150,9 @@ def preview(data: dict[str, Any]) -> dict[str, Any]:
 
 def _update(rule_id: int, data: dict[str, Any]) -> Rule:
     rule = _owned_rule(rule_id)
-    return _changed(rule, service.update_rule(get_session(), rule, data, datetime.now(UTC)))
+    caps = service.RuleCaps.of(current_settings())
+    rematch = service.update_rule(get_session(), rule, data, datetime.now(UTC), caps)
+    return _changed(rule, rematch)
 
 
 def _changed(rule: Rule, rematch: bool) -> Rule:

@@ -273,6 +273,18 @@ class NewKeySchema(KeySchema):
     webhook_path = f.String()
 
 
+class AdminTokenSchema(Schema):
+    id = f.Integer()
+    prefix = f.String()
+    current = f.Boolean(metadata={"description": "The token this request was made with."})
+    created_at = UtcDateTime()
+    revoked_at = UtcDateTime(allow_none=True)
+
+
+class NewAdminTokenSchema(AdminTokenSchema):
+    admin_token = f.String(metadata={"description": "Shown once: only its hash is stored."})
+
+
 class IdentitySchema(Schema):
     kind = f.String()
     value = f.String()

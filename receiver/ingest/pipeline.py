@@ -141,9 +141,16 @@ def map_and_lock(session: Session, account_id: int, drafts: list[Draft]) -> list
 
 
 def mapped(rules: Sequence[engine.CompiledRule], drafts: list[Draft]) -> list[Draft]:
-    """The drafts, each with the match of the first rule that maps it (or none)."""
+    """The drafts, each with the match of the first rule that maps it (or none), within
+    one evaluation budget for the whole body."""
+    budget = engine.Budget()
     return [
-        replace(d, match=engine.first_match(rules, d.source, d.event_type, d.event_name, d.payload))
+        replace(
+            d,
+            match=engine.first_match(
+                rules, d.source, d.event_type, d.event_name, d.payload, budget
+            ),
+        )
         for d in drafts
     ]
 

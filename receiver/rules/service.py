@@ -1,16 +1,23 @@
 """Saving rules and their history. Every change bumps the account's rules version under the
 account's exclusive identity lock, so it waits for in-flight ingestion that matched with the
 rules before it; and every change keeps the definition it makes as a new row of
-`rule_versions`, so that each version can be listed and reverted to."""
+`rule_versions`, so that each version can be listed and reverted to.
+
+Every rule an account has is tried on every event it sends: its count and the conditions of
+each are capped (RuleCaps), and checked under that lock, so that two saves at once cannot
+both take the last place."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
+from receiver.config import Settings
+from receiver.errors import Unprocessable
 from receiver.identity.locks import EXCLUSIVE, lock_account
 from receiver.models import Account, Rule, RuleVersion, rules_table
 from receiver.rules.backfill import CANCELLED, NONE, PENDING, RUNNING
@@ -31,6 +38,16 @@ DEFINITION = (
 MATCH_FIELDS = ("enabled", "source", "event_type", "event_name", "conditions", "fields", "signal")
 
 
+@dataclass(frozen=True)
+class RuleCaps:
+    rules_per_account: int
+    conditions_per_rule: int
+
+    @classmethod
+    def of(cls, settings: Settings) -> RuleCaps:
+        return cls(settings.max_rules_per_account, settings.max_conditions_per_rule)
+
+
 def list_rules(session: Session, account_id: int) -> list[Rule]:
     return list(
         session.exec(
@@ -47,8 +64,25 @@ def get_rule(session: Session, account_id: int, rule_id: int) -> Rule | None:
     ).first()
 
 
-def create_rule(session: Session, account_id: int, data: dict[str, Any], now: datetime) -> Rule:
+def create_rule(
+    session: Session,
+    account_id: int,
+    data: dict[str, Any],
+    now: datetime,
+    caps: RuleCaps | None = None,
+) -> Rule:
     _changing_rules(session, account_id)
+    if caps is not None:
+        _check_conditions(data, caps)
+        count = session.execute(
+            sa.select(sa.func.count()).where(col(Rule.account_id) == account_id)
+        ).scalar_one()
+        if count >= caps.rules_per_account:
+            raise Unprocessable(
+                f"This account has {count} rules, the most it may have "
+                "(MAX_RULES_PER_ACCOUNT): delete or merge some first.",
+                errors={"_schema": [f"At most {caps.rules_per_account} rules per account."]},
+            )
     rule = Rule(account_id=account_id, created_at=now, updated_at=now, **data)
     rule.backfill_status = PENDING if rule.enabled else NONE
     session.add(rule)
@@ -57,12 +91,20 @@ def create_rule(session: Session, account_id: int, data: dict[str, Any], now: da
     return rule
 
 
-def update_rule(session: Session, rule: Rule, data: dict[str, Any], now: datetime) -> bool:
+def update_rule(
+    session: Session,
+    rule: Rule,
+    data: dict[str, Any],
+    now: datetime,
+    caps: RuleCaps | None = None,
+) -> bool:
     """Apply data to rule; True when the change calls for a new backfill. A change that
     changes nothing (`PATCH {}`, or the definition the rule has) is no new version."""
     if not _changes(rule, data):
         return False
     _changing_rules(session, rule.account_id)
+    if caps is not None:
+        _check_conditions(data, caps)
     session.refresh(rule)  # now that changes wait for each other: as the last one left it
     changed = _changes(rule, data)
     if not changed:
@@ -95,9 +137,17 @@ def get_version(session: Session, rule: Rule, version: int) -> RuleVersion | Non
     return session.get(RuleVersion, (rule.account_id, rule.id, version))
 
 
-def revert_rule(session: Session, rule: Rule, version: RuleVersion, now: datetime) -> bool:
-    """Make an earlier definition the current one again: a change like any other."""
-    return update_rule(session, rule, {name: getattr(version, name) for name in DEFINITION}, now)
+def revert_rule(
+    session: Session,
+    rule: Rule,
+    version: RuleVersion,
+    now: datetime,
+    caps: RuleCaps | None = None,
+) -> bool:
+    """Make an earlier definition the current one again: a change like any other, within
+    today's caps."""
+    definition = {name: getattr(version, name) for name in DEFINITION}
+    return update_rule(session, rule, definition, now, caps)
 
 
 def cancel_backfill(session: Session, rule: Rule, now: datetime) -> None:
@@ -149,3 +199,13 @@ def _changing_rules(session: Session, account_id: int) -> None:
         .where(col(Account.id) == account_id)
         .values(rules_version=col(Account.rules_version) + 1)
     )
+
+
+def _check_conditions(data: dict[str, Any], caps: RuleCaps) -> None:
+    conditions = data.get("conditions") or ()
+    if len(conditions) > caps.conditions_per_rule:
+        message = f"At most {caps.conditions_per_rule} conditions per rule."
+        raise Unprocessable(
+            f"{message} (MAX_CONDITIONS_PER_RULE): split the rule or use `in` or `matches`.",
+            errors={"conditions": [message]},
+        )
