@@ -20,6 +20,7 @@ from receiver.credentials import (
     parse_credential,
 )
 from receiver.models import Account, AdminToken, ApiKey
+from receiver.sealing import seal, secret_of
 
 # A key's shared secret: short enough to guess is no secret; long only costs every request.
 SECRET_MIN_LENGTH, SECRET_MAX_LENGTH = 8, 200
@@ -72,14 +73,67 @@ def create_account(
     session.flush()
     assert account.id is not None
     key = create_api_key(session, account.id, now, secret)
-    token = new_credential(ADMIN_TOKEN_KIND, account.id)
-    session.add(
-        AdminToken(
-            account_id=account.id, prefix=token.prefix, token_hash=token.digest, created_at=now
-        )
-    )
-    session.flush()
+    token, _ = create_admin_token(session, account.id, now)
     return NewAccount(account.id, key.text, token.text)
+
+
+def create_admin_token(
+    session: Session, account_id: int, now: datetime
+) -> tuple[Credential, AdminToken]:
+    """A new admin token of the account, beside those it has: shown once, stored hashed."""
+    token = new_credential(ADMIN_TOKEN_KIND, account_id)
+    stored = AdminToken(
+        account_id=account_id, prefix=token.prefix, token_hash=token.digest, created_at=now
+    )
+    session.add(stored)
+    session.flush()
+    return token, stored
+
+
+def revoke_admin_token(session: Session, admin_token: str, now: datetime) -> bool:
+    """Revoke a token by its text, as the operator holds it; False when there is none such.
+    The operator may revoke an account's last token: create-admin-token makes a new one."""
+    token = parse_credential(admin_token, ADMIN_TOKEN_KIND)
+    if token is None:
+        return False
+    stored = session.exec(
+        select(AdminToken).where(
+            AdminToken.account_id == token.account_id, AdminToken.token_hash == token.digest
+        )
+    ).first()
+    if stored is None:
+        return False
+    stored.revoked_at = stored.revoked_at or now
+    return True
+
+
+def revoke_own_admin_token(
+    session: Session, account_id: int, token_id: int, now: datetime
+) -> AdminToken | None:
+    """Revoke one of the account's tokens by id; None when it has no such token. Refuses
+    (LastAdminToken) to revoke its last live one: the account would be locked out of its
+    admin API. The account's row is locked first, so two tokens revoking each other at once
+    cannot both succeed."""
+    session.execute(
+        sa.select(col(Account.id)).where(col(Account.id) == account_id).with_for_update()
+    )
+    tokens = session.exec(select(AdminToken).where(AdminToken.account_id == account_id)).all()
+    target = next((token for token in tokens if token.id == token_id), None)
+    if target is None or target.revoked_at is not None:
+        return target
+    if not any(token.revoked_at is None and token.id != token_id for token in tokens):
+        raise LastAdminToken()
+    target.revoked_at = now
+    session.flush()
+    return target
+
+
+class LastAdminToken(Exception):
+    """Revoking this token would leave its account without a live one."""
+
+
+def account_exists(session: Session, account_id: int) -> bool:
+    return session.get(Account, account_id) is not None
 
 
 def create_api_key(
@@ -100,7 +154,7 @@ def create_api_key(
             account_id=account_id,
             prefix=key.prefix,
             key_hash=key.digest,
-            secret=secret or None,
+            secret=seal(secret or None),
             created_at=now,
             kind=SERVER if allowed_origins is None else BROWSER,
             whole_body_signatures=whole_body_signatures,
@@ -160,7 +214,12 @@ def find_sender(session: Session, api_key: str) -> Sender | None:
     if row is None:
         return None
     return Sender(
-        key.account_id, row.id, row.secret, row.plan, row.signal_limit, row.whole_body_signatures
+        key.account_id,
+        row.id,
+        secret_of(row.secret),
+        row.plan,
+        row.signal_limit,
+        row.whole_body_signatures,
     )
 
 

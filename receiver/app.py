@@ -11,15 +11,18 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter, Map
 
-from receiver import cli, content_encoding, db, errors, logs
+from receiver import cli, content_encoding, db, deliveries, errors, logs, request_id, sealing
 from receiver.api import (
     admin_account,
+    admin_deliveries,
     admin_leads,
     admin_queue,
     admin_rules,
+    admin_tokens,
     collect,
     cors,
     health,
+    metrics,
     webhook,
 )
 from receiver.api.schemas import schema_name
@@ -53,8 +56,11 @@ OPENAPI = {
 
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, settings.log_format)
     app = Flask(__name__)
+    # Before every other hook: a request refused by the next one is timed and has its id.
+    metrics.init_app(app)
+    request_id.init_app(app)
     # Werkzeug reads a body sent without Content-Length (chunked) up to MAX_CONTENT_LENGTH and
     # hands on what it read, cut short, as if whole: let it read one byte past the limit, so
     # that a longer body shows and is refused.
@@ -71,7 +77,9 @@ def create_app(settings: Settings | None = None) -> Flask:
         # Only the client's address: PUBLIC_URL says how browsers reach the receiver.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxy_hops)  # type: ignore[method-assign]
     app.config.update(OPENAPI)
+    sealing.configure(settings)
     db.init_app(app, settings)
+    deliveries.init_app(app, settings)
     app.url_map.converters["id"] = IdConverter
     api = Api(
         app, spec_kwargs={"marshmallow_plugin": MarshmallowPlugin(schema_name_resolver=schema_name)}
@@ -83,6 +91,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         admin_queue.blp,
         admin_leads.blp,
         admin_account.blp,
+        admin_deliveries.blp,
+        admin_tokens.blp,
     ):
         api.register_blueprint(blueprint)
     app.register_blueprint(health.bp)

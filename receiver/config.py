@@ -32,6 +32,13 @@ class Settings:
     max_leads_per_identifier: int = 5
     # Moving a very long anonymous history onto its lead may outlast the statement timeout.
     rehydrate_timeout_ms: int = 20_000
+    # Backfills: 1 runs a worker thread in each process (0: only `receiver run-backfills`),
+    # at most this many at once per account, and an idle worker looks for work this often.
+    backfill_worker: int = 1
+    backfill_max_per_account: int = 1
+    backfill_poll_s: float = 5.0
+    # lead_summary.score_recent: a signal's score fades to nothing over this many days.
+    score_window_days: int = 90
     # Where browsers reach this receiver (e.g. https://collect.example.com): the apiHost the
     # Analytics.js settings hand out. Empty: the host the settings were requested from.
     public_url: str = ""
@@ -41,7 +48,18 @@ class Settings:
     # Per browser key and client address, in each worker (see receiver/browser.py); a whole
     # office behind one address browsing at once stays well under it.
     browser_rate_limit: str = "1000/minute"
+    # What one account's rules may cost every event it sends: checked when a rule is saved.
+    max_rules_per_account: int = 100
+    max_conditions_per_rule: int = 20
+    # Fernet keys, comma-separated, that seal key secrets at rest (receiver/sealing.py).
+    secret_key: str = ""
     log_level: str = "INFO"
+    # "plain" (the default) or "json": one JSON object per line (gunicorn reads it too).
+    log_format: str = "plain"
+    # When set, GET /metrics needs Authorization: Bearer <token>.
+    metrics_token: str = ""
+    delivery_log_hours: int = 24
+    delivery_log_per_account: int = 2_000
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import random
 import sqlite3
 import time
@@ -18,9 +20,10 @@ from flask import Flask, current_app, g
 from sqlalchemy import exc
 from sqlmodel import Session
 
-from receiver import exact_json
+from receiver import exact_json, metrics
 from receiver.config import Settings
 from receiver.errors import StoreUnavailable
+from receiver.scoring import check_window
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -42,7 +45,9 @@ class StoreBusy(StoreUnavailable):
     )
 
 
-def make_engine(settings: Settings) -> sa.Engine:
+def make_engine(settings: Settings, pool_size: int | None = None) -> sa.Engine:
+    """The store's engine; pool_size for a pool of a background worker's own."""
+    pool_size = settings.db_pool_size if pool_size is None else pool_size
     url = sa.make_url(settings.database_url)
     if url.get_backend_name() == "sqlite":
         return _sqlite_engine(url)
@@ -54,8 +59,8 @@ def make_engine(settings: Settings) -> sa.Engine:
     return sa.create_engine(
         url,
         connect_args={"connect_timeout": settings.db_connect_timeout_s, "options": options},
-        pool_size=settings.db_pool_size,
-        max_overflow=settings.db_pool_size,
+        pool_size=pool_size,
+        max_overflow=pool_size,
         pool_timeout=settings.db_pool_timeout_s,
         # Statement parameters hold payloads and emails: errors and logs must not.
         hide_parameters=True,
@@ -65,6 +70,7 @@ def make_engine(settings: Settings) -> sa.Engine:
 
 
 def _sqlite_engine(url: sa.URL) -> sa.Engine:
+    _create_private_file(url.database)
     engine = sa.create_engine(
         url,
         connect_args={"timeout": 10, "check_same_thread": False},
@@ -86,6 +92,14 @@ def _sqlite_engine(url: sa.URL) -> sa.Engine:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def _create_private_file(path: str | None) -> None:
+    """The database file is created readable by its owner only: it holds customer data. SQLite
+    gives its -wal and -shm files the database's mode."""
+    if path and path != ":memory:" and not path.startswith("file:"):
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def is_retryable(error: Exception) -> bool:
@@ -114,6 +128,7 @@ def run_transaction(engine: sa.Engine, work: Callable[[Session], T]) -> T:
                     is_retryable(error) or error.connection_invalidated
                 ):
                     raise
+                metrics.count_retry(error)
                 log.warning("transaction retried after %s", error.orig.__class__.__name__)
     raise AssertionError("unreachable")
 
@@ -191,7 +206,9 @@ def _migration_lock(connection: sa.Connection) -> Iterator[None]:
     yield
 
 
-def upgrade_schema(engine: sa.Engine, echo: Callable[[str], None]) -> None:
+def upgrade_schema(
+    engine: sa.Engine, echo: Callable[[str], None], score_window_days: int = 90
+) -> None:
     """Create or upgrade the schema to the newest migration, then (re)create the views and
     the store's functions, which are defined by the code beside them."""
     config = Config()
@@ -212,16 +229,39 @@ def upgrade_schema(engine: sa.Engine, echo: Callable[[str], None]) -> None:
         )
         if connection.dialect.name == "postgresql":
             connection.exec_driver_sql(sql_file("views.sql"))
+            connection.exec_driver_sql(score_window_sql(score_window_days))
             echo(views)
+            echo(f"views: score_recent fades over {score_window_days} days (SCORE_WINDOW_DAYS)")
             connection.exec_driver_sql(sql_file("store.sql"))
             echo(
                 "functions: receiver_begin, receiver_insert_signals, receiver_settle, "
                 "receiver_store_placed (re)created"
             )
         else:
-            for statement in sqlite_statements(sql_file("views_sqlite.sql")):
+            for statement in sqlite_statements(sqlite_views_sql(score_window_days)):
                 connection.exec_driver_sql(statement)
             echo(views)
+            echo(f"views: score_recent fades over {score_window_days} days (SCORE_WINDOW_DAYS)")
+
+
+def score_window_sql(days: int) -> str:
+    """The window of lead_summary.score_recent: views.sql's function, with the setting."""
+    return (
+        "CREATE OR REPLACE FUNCTION receiver_score_window_days() RETURNS double precision "
+        f"LANGUAGE sql STABLE AS $$ SELECT {check_window(days)}::double precision $$"
+    )
+
+
+# The window as views_sqlite.sql writes it; SQLite views cannot call a function of ours.
+SQLITE_SCORE_WINDOW = "90.0 /* SCORE_WINDOW_DAYS */"
+
+
+def sqlite_views_sql(days: int) -> str:
+    """views_sqlite.sql with the window of lead_summary.score_recent set to the setting."""
+    script = sql_file("views_sqlite.sql")
+    if SQLITE_SCORE_WINDOW not in script:
+        raise RuntimeError("views_sqlite.sql has lost the marked window of score_recent")
+    return script.replace(SQLITE_SCORE_WINDOW, f"{float(check_window(days))}")
 
 
 def sql_file(name: str) -> str:

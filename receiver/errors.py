@@ -10,6 +10,8 @@ from sqlalchemy import exc
 from werkzeug import exceptions as werkzeug_exceptions
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
+from receiver import metrics
+
 log = logging.getLogger(__name__)
 
 
@@ -43,6 +45,16 @@ class Forbidden(ReceiverError):
 class NotFound(ReceiverError):
     status = 404
     message = "Not found."
+
+
+class Conflict(ReceiverError):
+    status = 409
+
+
+class Unprocessable(ReceiverError):
+    """A well-formed body that cannot be saved: 422 with field-level errors, as the schemas'."""
+
+    status = 422
 
 
 class PayloadTooLarge(ReceiverError):
@@ -119,6 +131,7 @@ def init_app(app: Flask, retry_after_unavailable_s: int, max_body_bytes: int) ->
     @app.errorhandler(exc.InterfaceError)
     @app.errorhandler(exc.TimeoutError)
     def _store_unavailable(error: Exception) -> Response:
+        metrics.count_unavailable(error)
         log.warning("store unavailable: %s", error.__class__.__name__, exc_info=error)
         return error_response(503, StoreUnavailable.message, unavailable_headers)
 

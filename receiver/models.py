@@ -259,6 +259,35 @@ class Rule(SQLModel, table=True):
     backfill_mapped: int = Field(default=0, sa_type=sa.BigInteger)
     backfill_heartbeat_at: datetime | None = Field(default=None, sa_type=Timestamp)
     backfill_finished_at: datetime | None = Field(default=None, sa_type=Timestamp)
+    backfill_started_at: datetime | None = Field(default=None, sa_type=Timestamp)
+
+
+class RuleVersion(SQLModel, table=True):
+    """Every definition a rule has had, its current one included (CONTRACT section 3)."""
+
+    __tablename__ = "rule_versions"
+    __table_args__ = (
+        sa.ForeignKeyConstraint(
+            ["account_id", "rule_id"],
+            ["rules.account_id", "rules.id"],
+            name="fk_rule_versions_rule",
+            ondelete="CASCADE",
+        ),
+    )
+
+    account_id: int = Field(sa_column=_account_column())
+    rule_id: int = Field(sa_type=sa.BigInteger, primary_key=True)
+    version: int = Field(primary_key=True)
+    created_at: datetime = Field(sa_type=Timestamp)
+    name: str
+    enabled: bool
+    priority: int
+    source: str | None = None
+    event_type: str | None = None
+    event_name: str | None = None
+    conditions: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSONDocument)
+    fields: dict[str, str] = Field(default_factory=dict, sa_type=JSONDocument)
+    signal: dict[str, Any] | None = Field(default=None, sa_type=JSONDocument)
 
 
 class QueueGroup(SQLModel, table=True):
@@ -277,6 +306,15 @@ class QueueGroup(SQLModel, table=True):
     sample: dict[str, Any] = Field(sa_type=JSONDocument)
 
 
+class AnalystAccount(SQLModel, table=True):
+    """An account an analyst role sees through the views; a role without one sees them all."""
+
+    __tablename__ = "analyst_accounts"
+
+    account_id: int = Field(sa_column=_account_column())
+    role_name: str = Field(primary_key=True)
+
+
 signals_table: sa.Table = Signal.__table__  # type: ignore[attr-defined]
 usage_table: sa.Table = UsageCounter.__table__  # type: ignore[attr-defined]
 leads_table: sa.Table = Lead.__table__  # type: ignore[attr-defined]
@@ -284,5 +322,31 @@ identities_table: sa.Table = Identity.__table__  # type: ignore[attr-defined]
 clusters_table: sa.Table = IdentityCluster.__table__  # type: ignore[attr-defined]
 companies_table: sa.Table = Company.__table__  # type: ignore[attr-defined]
 rules_table: sa.Table = Rule.__table__  # type: ignore[attr-defined]
+rule_versions_table: sa.Table = RuleVersion.__table__  # type: ignore[attr-defined]
 queue_table: sa.Table = QueueGroup.__table__  # type: ignore[attr-defined]
 accounts_table: sa.Table = Account.__table__  # type: ignore[attr-defined]
+
+
+class Delivery(SQLModel, table=True):
+    """One ingestion request of an account, as answered (GET /admin/deliveries): kept for a
+    day, a few thousand per account at most (receiver/deliveries.py prunes as it writes).
+    Never a payload, never a key in full: the path holds the key's prefix only."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (sa.Index("ix_deliveries_received_at", "received_at"),)
+
+    account_id: int = Field(sa_column=_account_column())
+    id: int | None = Field(default=None, sa_column=_id_column())
+    received_at: datetime = Field(sa_type=Timestamp)
+    method: str
+    path: str
+    status: int
+    received: int
+    stored: int
+    duplicates: int
+    request_id: str | None = None
+    message: str | None = None  # the answer's own, when it was refused
+    results: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSONDocument)
+
+
+deliveries_table: sa.Table = Delivery.__table__  # type: ignore[attr-defined]

@@ -9,6 +9,7 @@ from functools import partial
 import sqlalchemy as sa
 from sqlmodel import Session, col
 
+from receiver import progress
 from receiver.db import run_transaction
 from receiver.ingest.store import group_key, take_out_of_queue
 from receiver.models import Account, signals_table
@@ -22,9 +23,11 @@ def purge_cold(
     echo: Callable[[str], None],
     older_than_days: int | None = None,
     chunk: int = PURGE_CHUNK,
+    terminal: bool = False,
 ) -> int:
     """Delete, account by account and in chunks of their own short transactions (so ingestion
-    never waits long), the cold signals received before the retention cut-off."""
+    never waits long), the cold signals received before the retention cut-off. On a terminal,
+    a progress bar per account stands for the line per chunk."""
     accounts = run_transaction(
         engine,
         lambda session: session.execute(
@@ -37,16 +40,32 @@ def purge_cold(
             days=older_than_days if older_than_days is not None else retention_days
         )
         delete_chunk = partial(_delete_chunk, account_id=account_id, cutoff=cutoff, chunk=chunk)
+        expired = partial(
+            run_transaction, engine, partial(_count, account_id=account_id, cutoff=cutoff)
+        )
         deleted = 0
-        while removed := run_transaction(engine, delete_chunk):
-            deleted += removed
-            echo(
-                f"account {account_id}: {deleted} cold signals received before "
-                f"{cutoff:%Y-%m-%d %H:%M} deleted so far"
-            )
+        with progress.reporter(
+            expired, f"account {account_id}", "signals", echo, terminal
+        ) as report:
+            while removed := run_transaction(engine, delete_chunk):
+                deleted += removed
+                report.advance(
+                    removed,
+                    f"account {account_id}: {deleted} cold signals received before "
+                    f"{cutoff:%Y-%m-%d %H:%M} deleted so far",
+                )
         total += deleted
     echo(f"purged {total} cold signals")
     return total
+
+
+def _count(session: Session, account_id: int, cutoff: datetime) -> int:
+    s = signals_table.c
+    return session.execute(
+        sa.select(sa.func.count())
+        .select_from(signals_table)
+        .where(s.account_id == account_id, s.is_cold, s.received_at < cutoff)
+    ).scalar_one()
 
 
 def _delete_chunk(session: Session, account_id: int, cutoff: datetime, chunk: int) -> int:

@@ -20,13 +20,17 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
-from receiver import accounts, db
+from receiver import accounts, db, deliveries
 from receiver.accounts import NewAccount
 from receiver.app import create_app
 from receiver.config import Settings
-from receiver.rules import backfill
+from receiver.rules import worker
 
 DEFAULT_TEST_DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+# Key secrets are sealed with it, in this process and in the servers and commands it starts.
+TEST_SECRET_KEY = os.environ.setdefault(
+    "SECRET_KEY", "dGVzdC1rZXktb2YtdGhlLXRlc3Qtc3VpdGUtMzJieXQ="
+)
 POSTGRES_REQUIRED = bool(os.environ.get("REQUIRE_POSTGRES") or os.environ.get("CI"))
 
 
@@ -83,7 +87,7 @@ def database_url(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def settings(database_url: str) -> Settings:
-    return Settings(database_url=database_url)
+    return Settings(database_url=database_url, secret_key=TEST_SECRET_KEY)
 
 
 @pytest.fixture
@@ -91,7 +95,8 @@ def app(settings: Settings) -> Iterator[Flask]:
     app = create_app(settings)
     app.config["TESTING"] = True
     yield app
-    backfill.join_running(timeout=30)
+    worker.stop_all(timeout=30)
+    deliveries.writer_of(app).close()
     db.engine_of(app).dispose()
 
 

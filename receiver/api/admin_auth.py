@@ -29,6 +29,7 @@ def require_admin() -> None:
     if found is None:
         raise Unauthorized("Unknown or revoked admin token.")
     g.account_id = credential.account_id
+    g.admin_token_id = found.id
 
 
 def account_id() -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -12,10 +13,12 @@ from sqlmodel import Session
 from receiver.api.admin_auth import account_id, require_admin
 from receiver.api.json_body import require_json_body
 from receiver.api.schemas import LeadArgsSchema, LeadDetailArgsSchema, LeadListSchema, LeadSchema
+from receiver.config import current_settings
 from receiver.db import get_session
 from receiver.errors import NotFound
 from receiver.identity.identifiers import normalise_email
 from receiver.models import clusters_table, identities_table, leads_table, signals_table
+from receiver.scoring import recent_score
 
 blp = Blueprint(
     "leads", __name__, url_prefix="/admin/leads", description="Leads and their history."
@@ -36,7 +39,8 @@ LEAD, LEAD_LIST = LeadSchema(), LeadListSchema()
     }
 )
 def find_leads(args: dict[str, Any]) -> dict[str, Any]:
-    """With `email`: that lead (404 if none). Without: leads, most recently seen first."""
+    """With `email`: that lead (404 if none). Without: leads, most recently seen first, or
+    with `order=score` by score_recent, highest first."""
     session = get_session()
     l = leads_table.c  # noqa: E741
     if "email" in args:
@@ -52,14 +56,13 @@ def find_leads(args: dict[str, Any]) -> dict[str, Any]:
     page, per_page = args["page"], args["per_page"]
     mine = l.account_id == account_id()
     total = session.execute(sa.select(sa.func.count()).where(mine)).scalar_one()
+    query, order = sa.select(leads_table).where(mine), [l.last_seen_at.desc(), l.id.desc()]
+    if args["order"] == "score":
+        ranked = _aggregate(session).subquery()
+        query = query.outerjoin(ranked, ranked.c.lead_id == l.id)
+        order.insert(0, sa.func.coalesce(ranked.c.score_recent, 0).desc())
     rows = (
-        session.execute(
-            sa.select(leads_table)
-            .where(mine)
-            .order_by(l.last_seen_at.desc(), l.id.desc())
-            .limit(per_page)
-            .offset((page - 1) * per_page)
-        )
+        session.execute(query.order_by(*order).limit(per_page).offset((page - 1) * per_page))
         .mappings()
         .all()
     )
@@ -154,13 +157,37 @@ def _kinds_carried(session: Session, lead_id: int, values: list[str]) -> dict[st
     return carried
 
 
-def _totals(session: Session, lead_ids: list[int]) -> dict[int, dict[str, int]]:
-    """Signal count and score of each lead, in one query."""
+def _aggregate(session: Session) -> sa.Select:
+    """Signal count, score and score_recent per lead of the account."""
     s = signals_table.c
-    rows = session.execute(
-        sa.select(s.lead_id, sa.func.count(), sa.func.coalesce(sa.func.sum(s.score), 0))
-        .where(s.account_id == account_id(), s.lead_id.in_(lead_ids))
+    dialect = session.get_bind().dialect.name
+    faded = recent_score(
+        dialect, s.score, s.occurred_at, datetime.now(UTC), current_settings().score_window_days
+    )
+    return (
+        sa.select(
+            s.lead_id,
+            sa.func.count().label("signal_count"),
+            sa.func.coalesce(sa.func.sum(s.score), 0).label("score"),
+            sa.func.coalesce(sa.func.sum(faded), 0).label("score_recent"),
+        )
+        .where(s.account_id == account_id(), s.lead_id.is_not(None))
         .group_by(s.lead_id)
-    ).all()
-    found = {lead_id: {"signal_count": count, "score": score} for lead_id, count, score in rows}
-    return {lead_id: found.get(lead_id, {"signal_count": 0, "score": 0}) for lead_id in lead_ids}
+    )
+
+
+def _totals(session: Session, lead_ids: list[int]) -> dict[int, dict[str, Any]]:
+    """Signal count, score and score_recent of each lead, in one query."""
+    rows = session.execute(
+        _aggregate(session).where(signals_table.c.lead_id.in_(lead_ids))
+    ).mappings()
+    found = {
+        row["lead_id"]: {
+            "signal_count": row["signal_count"],
+            "score": row["score"],
+            "score_recent": round(float(row["score_recent"]), 2),
+        }
+        for row in rows
+    }
+    none = {"signal_count": 0, "score": 0, "score_recent": 0.0}
+    return {lead_id: found.get(lead_id, none) for lead_id in lead_ids}

@@ -1,4 +1,4 @@
-"""/admin/rules: mapping rules, their preview and their backfill progress."""
+"""/admin/rules: mapping rules, their versions, their preview and their backfill."""
 
 from __future__ import annotations
 
@@ -10,14 +10,19 @@ from flask_smorest import Blueprint
 
 from receiver.api.admin_auth import account_id, require_admin
 from receiver.api.json_body import require_json_body
-from receiver.api.schemas import PreviewResultSchema, PreviewSchema, RuleSchema
+from receiver.api.schemas import (
+    PreviewResultSchema,
+    PreviewSchema,
+    RevertSchema,
+    RuleSchema,
+    RuleVersionSchema,
+)
 from receiver.config import current_settings
-from receiver.db import engine_of, get_session
+from receiver.db import get_session
 from receiver.errors import BadRequest, NotFound
-from receiver.identity.resolve import identity_policy
 from receiver.ingest.segment import InvalidEvent, to_draft
-from receiver.models import Rule
-from receiver.rules import backfill, service
+from receiver.models import Rule, RuleVersion
+from receiver.rules import service, worker
 from receiver.rules.engine import compile_rule
 from receiver.rules.preview import estimate
 
@@ -42,19 +47,19 @@ def list_rules() -> list[Rule]:
 @blp.response(201, RuleSchema)
 def create_rule(data: dict[str, Any]) -> Rule:
     session = get_session()
-    rule = service.create_rule(session, account_id(), data, datetime.now(UTC))
+    caps = service.RuleCaps.of(current_settings())
+    rule = service.create_rule(session, account_id(), data, datetime.now(UTC), caps)
     session.commit()
-    _start_backfill(rule)
+    if rule.enabled:
+        worker.wake(current_app)
     return rule
 
 
 @blp.route("/<id:rule_id>", methods=["GET"])
 @blp.response(200, RuleSchema)
 def get_rule(rule_id: int) -> Rule:
-    rule = _owned_rule(rule_id)
-    if backfill.is_stale(rule.backfill_status, rule.backfill_heartbeat_at, datetime.now(UTC)):
-        _start_backfill(rule)  # its runner stopped (a restart, a crash): resume it
-    return rule
+    """The rule with its backfill's progress; reading it starts nothing."""
+    return _owned_rule(rule_id)
 
 
 @blp.route("/<id:rule_id>", methods=["PUT"])
@@ -78,6 +83,43 @@ def delete_rule(rule_id: int) -> Response:
     service.delete_rule(session, _owned_rule(rule_id))
     session.commit()
     return Response(status=204)
+
+
+@blp.route("/<id:rule_id>/versions", methods=["GET"])
+@blp.response(200, RuleVersionSchema(many=True))
+def list_versions(rule_id: int) -> list[RuleVersion]:
+    """Every definition the rule has had, oldest first, the current one last."""
+    return service.list_versions(get_session(), _owned_rule(rule_id))
+
+
+@blp.route("/<id:rule_id>/revert", methods=["POST"])
+@blp.arguments(RevertSchema)
+@blp.response(200, RuleSchema)
+def revert_rule(data: dict[str, Any], rule_id: int) -> Rule:
+    """Make version n the current definition again, as a new version (none if it is the
+    current one already), with a change's effects: a backfill when what it matches changes."""
+    session = get_session()
+    rule = _owned_rule(rule_id)
+    version = service.get_version(session, rule, data["version"])
+    if version is None:
+        raise NotFound(
+            f"Rule {rule_id} has no version {data['version']}; "
+            f"GET /admin/rules/{rule_id}/versions lists them."
+        )
+    caps = service.RuleCaps.of(current_settings())
+    return _changed(rule, service.revert_rule(session, rule, version, datetime.now(UTC), caps))
+
+
+@blp.route("/<id:rule_id>/backfill/cancel", methods=["POST"])
+@blp.response(200, RuleSchema)
+def cancel_backfill(rule_id: int) -> Rule:
+    """Stop the rule's backfill (pending or running) where it is: what it mapped stays
+    mapped. A later change of what the rule matches starts a new one."""
+    session = get_session()
+    rule = _owned_rule(rule_id)
+    service.cancel_backfill(session, rule, datetime.now(UTC))
+    session.commit()
+    return rule
 
 
 @blp.route("/preview", methods=["POST"])
@@ -107,12 +149,16 @@ def preview(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _update(rule_id: int, data: dict[str, Any]) -> Rule:
-    session = get_session()
     rule = _owned_rule(rule_id)
-    rematch = service.update_rule(session, rule, data, datetime.now(UTC))
-    session.commit()
+    caps = service.RuleCaps.of(current_settings())
+    rematch = service.update_rule(get_session(), rule, data, datetime.now(UTC), caps)
+    return _changed(rule, rematch)
+
+
+def _changed(rule: Rule, rematch: bool) -> Rule:
+    get_session().commit()
     if rematch:
-        _start_backfill(rule)
+        worker.wake(current_app)
     return rule
 
 
@@ -121,9 +167,3 @@ def _owned_rule(rule_id: int) -> Rule:
     if rule is None:
         raise NotFound("No such rule.")
     return rule
-
-
-def _start_backfill(rule: Rule) -> None:
-    if rule.enabled and rule.id is not None:
-        policy = identity_policy(current_settings())
-        backfill.start(engine_of(current_app), rule.account_id, rule.id, policy)

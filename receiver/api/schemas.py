@@ -91,9 +91,18 @@ class SignalSchema(Schema):
 
 
 class BackfillSchema(Schema):
-    status = f.String()
+    status = f.String(
+        metadata={
+            "description": "none (a disabled rule has no backfill), pending, running, done "
+            "or cancelled."
+        }
+    )
     scanned = f.Integer()
     mapped = f.Integer()
+    started_at = UtcDateTime(allow_none=True)
+    heartbeat_at = UtcDateTime(
+        allow_none=True, metadata={"description": "When its runner last reported."}
+    )
     finished_at = UtcDateTime(allow_none=True)
 
 
@@ -128,14 +137,33 @@ class RuleSchema(Schema):
     backfill = f.Method("_backfill", dump_only=True)
 
     def _backfill(self, rule: Any) -> dict[str, Any]:
-        return {
-            "status": rule.backfill_status,
-            "scanned": rule.backfill_scanned,
-            "mapped": rule.backfill_mapped,
-            "finished_at": rule.backfill_finished_at.isoformat()
-            if rule.backfill_finished_at
-            else None,
-        }
+        return BACKFILL.dump(
+            {
+                name: getattr(rule, f"backfill_{name}")
+                for name in (
+                    "status",
+                    "scanned",
+                    "mapped",
+                    "started_at",
+                    "heartbeat_at",
+                    "finished_at",
+                )
+            }
+        )
+
+
+BACKFILL = BackfillSchema()
+
+
+class RuleVersionSchema(RuleSchema):
+    """One definition a rule has had: its fields, its version and when it was made."""
+
+    class Meta:
+        exclude = ("id", "updated_at", "backfill")
+
+
+class RevertSchema(Schema):
+    version = f.Integer(required=True, validate=Range(1, 2**31 - 1))
 
 
 class PreviewSchema(Schema):
@@ -182,6 +210,14 @@ class QueueSchema(Schema):
 
 class LeadArgsSchema(PageArgsSchema):
     email = f.String(validate=Length(1, 320))
+    order = f.String(
+        load_default="last_seen",
+        validate=OneOf(["last_seen", "score"]),
+        metadata={
+            "description": "last_seen: most recently seen first; score: by score_recent, "
+            "highest first (who is hot now)."
+        },
+    )
 
 
 class LeadDetailArgsSchema(Schema):
@@ -245,6 +281,18 @@ class NewKeySchema(KeySchema):
     webhook_path = f.String()
 
 
+class AdminTokenSchema(Schema):
+    id = f.Integer()
+    prefix = f.String()
+    current = f.Boolean(metadata={"description": "The token this request was made with."})
+    created_at = UtcDateTime()
+    revoked_at = UtcDateTime(allow_none=True)
+
+
+class NewAdminTokenSchema(AdminTokenSchema):
+    admin_token = f.String(metadata={"description": "Shown once: only its hash is stored."})
+
+
 class IdentitySchema(Schema):
     kind = f.String()
     value = f.String()
@@ -284,6 +332,12 @@ class LeadSchema(Schema):
     created_at = UtcDateTime()
     signal_count = f.Integer()
     score = f.Integer()
+    score_recent = f.Float(
+        metadata={
+            "description": "Each signal's score times 1 - age / SCORE_WINDOW_DAYS (age by "
+            "event time, now), none past the window."
+        }
+    )
     identities = f.List(f.Nested(IdentitySchema))
     signals = f.List(f.Nested(LeadSignalSchema))
 
@@ -315,5 +369,6 @@ def schema_name(schema: Any) -> str:
     name = cls.__name__.removesuffix("Schema")
     if isinstance(schema, Schema):
         name += "Patch" if schema.partial else ""
-        name += "Summary" if schema.exclude else ""
+        # Fields left out where the schema is used, not by its class (RuleVersion's Meta).
+        name += "Summary" if schema.exclude - set(schema.opts.exclude) else ""
     return name

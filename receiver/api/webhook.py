@@ -8,7 +8,7 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Response, current_app, jsonify, request
+from flask import Response, current_app, g, jsonify, request
 from flask_smorest import Blueprint
 
 from receiver.accounts import known_key
@@ -16,6 +16,7 @@ from receiver.api.cors import admit
 from receiver.config import current_settings
 from receiver.db import engine_of
 from receiver.errors import BadRequest, OverLimit, Unauthorized
+from receiver.ingest.receive import Seen
 from receiver.ingest.receive import receive as ingest
 from receiver.ingest.store import period_of
 from receiver.refusals import refuse_unusable_api_key
@@ -116,16 +117,24 @@ def receive(
     admit(api_key)
     now = datetime.now(UTC)
     raw = request.get_data()  # read already, by the app's body-size check
-    outcome = ingest(
-        engine_of(current_app),
-        current_settings(),
-        api_key,
-        raw,
-        request.headers,
-        now,
-        default_type,
-        client_ip,
-    )
+    seen = Seen()
+    try:
+        outcome = ingest(
+            engine_of(current_app),
+            current_settings(),
+            api_key,
+            raw,
+            request.headers,
+            now,
+            default_type,
+            client_ip,
+            seen=seen,
+        )
+    finally:
+        # What the delivery log and the metrics (after_request hooks) read, refused or not.
+        g.delivery_account_id = seen.account_id
+        g.ingest_prepared = seen.prepared
+    g.ingest_outcome = outcome
     # The access log has a line per request already: this one is worth its cost (about 50 us,
     # a twentieth of a plain event's time in the worker) only when a body was not all stored.
     log.log(

@@ -16,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session
 
+from receiver import metrics
 from receiver.identity.identifiers import usable
 from receiver.identity.replay import (
     ANONYMOUS,
@@ -309,6 +310,7 @@ def rehydrate_stored(
                         **by_kind(r.keys),
                     },
                 ).all()
+    metrics.REHYDRATED.inc(len(moved))
     for lead_id, occurred_at in moved:
         if occurred_at.tzinfo is None:  # SQLite gives naive datetimes back
             occurred_at = occurred_at.replace(tzinfo=UTC)

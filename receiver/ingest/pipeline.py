@@ -30,6 +30,7 @@ from receiver.ingest.segment import (
 )
 from receiver.models import accounts_table
 from receiver.rules import engine
+from receiver.sealing import secret_of
 
 log = logging.getLogger(__name__)
 DEFAULT_POLICY = Policy()
@@ -108,13 +109,14 @@ def begin(session: Session, api_key: str, period_start: date) -> Begun | None:
         row = connection.exec_driver_sql(BEGIN_SQL, begin_params(key, period_start)).first()
         if row is None:
             return None
-        key_id, secret, plan, limit, version, used, whole_body = row
-        return Begun(Sender(key.account_id, key_id, secret, plan, limit, whole_body), version, used)
-    sender = find_sender(session, api_key)
-    if sender is None:
+        key_id, sealed, plan, limit, version, used, whole_body = row
+        sender = Sender(key.account_id, key_id, secret_of(sealed), plan, limit, whole_body)
+        return Begun(sender, version, used)
+    found = find_sender(session, api_key)
+    if found is None:
         return None
     used = store.used_this_period(session, key.account_id, period_start)
-    return Begun(sender, rules_version(session, key.account_id), used)
+    return Begun(found, rules_version(session, key.account_id), used)
 
 
 BEGIN_SQL = (
@@ -218,9 +220,16 @@ def map_and_lock(
 
 
 def mapped(rules: Sequence[engine.CompiledRule], drafts: list[Draft]) -> list[Draft]:
-    """The drafts, each with the match of the first rule that maps it (or none)."""
+    """The drafts, each with the match of the first rule that maps it (or none), within
+    one evaluation budget for the whole body."""
+    budget = engine.Budget()
     return [
-        replace(d, match=engine.first_match(rules, d.source, d.event_type, d.event_name, d.payload))
+        replace(
+            d,
+            match=engine.first_match(
+                rules, d.source, d.event_type, d.event_name, d.payload, budget
+            ),
+        )
         for d in drafts
     ]
 

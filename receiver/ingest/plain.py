@@ -39,6 +39,7 @@ from receiver.ingest.pipeline import (
 from receiver.ingest.segment import Draft
 from receiver.ingest.signature import FIRST_ELEMENT
 from receiver.rules import engine
+from receiver.sealing import secret_of
 
 OVER_LIMIT_SQLSTATE = "RL429"  # raised by receiver_store_placed
 
@@ -53,9 +54,11 @@ def store_body(
     check_secret: Callable[[str | None, bool], str | None],
     prepared: Prepared,
     now: datetime,
+    store_name: str,
 ) -> Outcome | None:
     """Store the body and commit; None, with nothing stored, when it is pipeline.py's after
-    all. check_secret raises when the request does not carry the key's secret."""
+    all. check_secret raises when the request does not carry the key's secret; store_name
+    is the store the rules cache knows it by (engine.store_of)."""
     key = parse_credential(api_key, API_KEY_KIND) if api_key else None
     if key is None:
         raise Unauthorized()
@@ -72,11 +75,12 @@ def store_body(
     row = begun.fetchone()
     if row is None:
         raise Unauthorized()
-    key_id, secret, plan, limit, version, used, whole_body = row
+    key_id, sealed, plan, limit, version, used, whole_body = row
+    secret = secret_of(sealed)
     if check_secret(secret, whole_body) == FIRST_ELEMENT:
         return None  # pipeline.py checks what a first-element signature may authorise
     sender = Sender(key.account_id, key_id, secret, plan, limit, whole_body)
-    rules = _rules(connection, key.account_id, version)
+    rules = _rules(connection, store_name, key.account_id, version)
     drafts = mapped(rules, drafts) if rules else drafts
     if any(resolve.changes_identity(d) for d in drafts):
         return None
@@ -123,14 +127,16 @@ def _store(
     return applied
 
 
-def _rules(connection: psycopg.Connection, account_id: int, version: int) -> tuple[Any, ...]:
+def _rules(
+    connection: psycopg.Connection, store_name: str, account_id: int, version: int
+) -> tuple[Any, ...]:
     """The account's enabled rules at this version, read once per process and version."""
 
     def fetch() -> list[dict[str, Any]]:
         cursor = connection.cursor(row_factory=dict_row)
         return cursor.execute(_ENABLED_RULES, {"account_id": account_id}).fetchall()
 
-    return engine.rules_at(account_id, version, fetch)
+    return engine.rules_at(store_name, account_id, version, fetch)
 
 
 _ENABLED_RULES = str(engine.ENABLED_RULES.compile(dialect=postgresql_psycopg.dialect()))

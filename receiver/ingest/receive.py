@@ -10,6 +10,7 @@ in the month's limit), from scratch.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 
@@ -19,6 +20,7 @@ from werkzeug.datastructures import Headers
 
 from receiver.accounts import Sender, find_sender, known_key
 from receiver.config import Settings
+from receiver.credentials import API_KEY_KIND, parse_credential
 from receiver.db import run_on_driver, run_transaction
 from receiver.errors import BadRequest, PayloadTooLarge, ReceiverError, Unauthorized
 from receiver.identity.resolve import identity_policy
@@ -37,6 +39,17 @@ from receiver.ingest.segment import Draft, InvalidEvent
 from receiver.ingest.signature import FIRST_ELEMENT, how_presented
 from receiver.ingest.store import period_of, stored_hashes
 from receiver.refusals import refuse_unusable_api_key, secret_refusal
+from receiver.rules.engine import store_of
+
+
+@dataclass
+class Seen:
+    """What the caller learns of a request even when it is refused: the account of a key the
+    store knows (set before its secret is checked) and the body as parsed (the delivery log
+    and the metrics read them)."""
+
+    account_id: int | None = None
+    prepared: Prepared | None = None
 
 
 def receive(
@@ -48,12 +61,16 @@ def receive(
     now: datetime,
     default_type: str | None = None,
     client_ip: str | None = None,
+    seen: Seen | None = None,
 ) -> Outcome:
     """Store the body's events; raises a ReceiverError for what the sender must be told.
-    client_ip: the address to put in each event's context.ip where it has none."""
+    client_ip: the address to put in each event's context.ip where it has none; seen, filled
+    in as the request goes (see Seen)."""
     refuse_unusable_api_key(api_key)
+    seen = seen if seen is not None else Seen()
     if not known_key(engine, api_key):
         raise Unauthorized()  # before the body is parsed: a made-up key costs one lookup
+    seen.account_id = account_of(api_key)
     check_secret = partial(_check_secret, headers=headers, raw=raw)
     try:
         prepared = parse(raw, now, settings, default_type)
@@ -63,8 +80,14 @@ def receive(
         # A bad body from an unknown sender is answered 401: the key is checked first.
         run_transaction(engine, lambda session: _authenticate(session, api_key, check_secret))
         raise problem from None
+    seen.prepared = prepared
     if plain.applies(engine.dialect.name, prepared):
-        lane = partial(plain.store_body, api_key=api_key, check_secret=check_secret)
+        lane = partial(
+            plain.store_body,
+            api_key=api_key,
+            check_secret=check_secret,
+            store_name=store_of(engine),
+        )
         outcome = run_on_driver(engine, lambda c: lane(c, prepared=prepared, now=now))
         if outcome is not None:
             return outcome
@@ -96,6 +119,11 @@ def parse(raw: bytes, now: datetime, settings: Settings, default_type: str | Non
         results = [invalid_result(i) for i in prepared.items if isinstance(i, InvalidEvent)]
         raise BadRequest(f"No valid event in this body: {results[0]['message']}", results=results)
     return prepared
+
+
+def account_of(api_key: str | None) -> int | None:
+    key = parse_credential(api_key, API_KEY_KIND) if api_key else None
+    return key.account_id if key is not None else None
 
 
 def _authenticate(

@@ -1,22 +1,27 @@
 """Backfill: when a rule is created or its match changes, the stored signals that no rule had
 mapped and that it matches are mapped, with the same identity effects as on arrival.
 
-It walks the account's unmapped signals in id order, a chunk per short transaction, and keeps
-its cursor and counts on the rule: it can stop anywhere and resume, never maps a signal twice
-(only unmapped ones are touched), and never holds ingestion back for longer than a chunk.
+A backfill is a job kept on its rule: a state (`none` for a disabled rule, `pending`,
+`running`, `done`, `cancelled`), a cursor, counts, and when it started, last reported and
+finished. Runners (the one worker thread of each process, receiver/rules/worker.py, and
+`receiver run-backfills`) claim a pending or stale job with `FOR UPDATE SKIP LOCKED` and a
+per-account try-lock, at most `BACKFILL_MAX_PER_ACCOUNT` running per account, then walk the
+account's unmapped signals in id order, a chunk per short transaction: it can stop anywhere and
+resume, never maps a signal twice (only unmapped ones are touched), and never holds ingestion
+back for longer than a chunk. Nothing runs because a rule was read.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 from sqlmodel import Session
 
+from receiver import metrics
 from receiver.db import run_transaction
 from receiver.identity import resolve as resolution
 from receiver.identity.locks import SHARED, lock_account
@@ -30,67 +35,148 @@ log = logging.getLogger(__name__)
 CHUNK = 500
 # A backfill whose runner has not reported for this long is taken over by the next one.
 STALE_AFTER = timedelta(seconds=30)
-PENDING, RUNNING, DONE = "pending", "running", "done"
+NONE, PENDING, RUNNING, DONE, CANCELLED = "none", "pending", "running", "done", "cancelled"
+# The advisory lock space of claims, apart from the identity locks' (identity/locks.py).
+CLAIM_LOCK_NAMESPACE = 0x52_42
+# How many claimable jobs one claim looks at, for one whose account is under its cap.
+CLAIM_CANDIDATES = 20
 
 
-def start(engine: sa.Engine, account_id: int, rule_id: int, policy: Policy) -> None:
-    """Run the rule's backfill in a background thread of this process, if nobody runs it."""
-    thread = threading.Thread(
-        target=run,
-        args=(engine, account_id, rule_id, policy),
-        name=f"backfill-{account_id}-{rule_id}",
-        daemon=True,
-    )
-    _running.add(thread)
-    thread.start()
+def run_pending(
+    engine: sa.Engine,
+    policy: Policy,
+    max_per_account: int,
+    stop: threading.Event | None = None,
+    echo: Callable[[str], None] | None = None,
+) -> int:
+    """Claim and run backfills until none is claimable (or stop is set); how many ran."""
+    ran = 0
+    while stop is None or not stop.is_set():
+        job = run_transaction(engine, lambda s: claim_next(s, datetime.now(UTC), max_per_account))
+        if job is None:
+            break
+        state = run_claimed(engine, *job, policy, stop)
+        ran += 1
+        if echo is not None:
+            echo(f"backfill of rule {job[1]} (account {job[0]}): {state}")
+    return ran
 
 
-def join_running(timeout: float) -> None:
-    """Wait for this process's backfill threads (before its engine is disposed)."""
-    for thread in list(_running):
-        thread.join(timeout)
-
-
-_running: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
-
-
-def run(engine: sa.Engine, account_id: int, rule_id: int, policy: Policy) -> None:
-    try:
-        if not run_transaction(engine, lambda s: _claim(s, account_id, rule_id)):
-            return
-        while not run_transaction(
-            engine, lambda s: map_chunk(s, account_id, rule_id, policy, datetime.now(UTC))
-        ):
-            pass
-    except Exception:
-        log.exception("backfill of rule %s stopped; it resumes when the rule is next read", rule_id)
-
-
-def _claim(session: Session, account_id: int, rule_id: int) -> bool:
+def claim_next(session: Session, now: datetime, max_per_account: int) -> tuple[int, int] | None:
+    """Mark one pending or stale backfill running; its (account_id, rule_id), or None."""
     r = rules_table.c
-    now = datetime.now(UTC)
-    claimed = session.execute(
+    claimable = sa.and_(
+        r.enabled,
+        sa.or_(
+            r.backfill_status == PENDING,
+            sa.and_(
+                r.backfill_status == RUNNING,
+                sa.or_(
+                    r.backfill_heartbeat_at.is_(None),
+                    r.backfill_heartbeat_at < now - STALE_AFTER,
+                ),
+            ),
+        ),
+    )
+    # Accounts at their cap are left out here already, or thirty pending rules of one account
+    # would fill every claim's candidates and hold other accounts' backfills back.
+    others = rules_table.alias("running")
+    under_cap = (
+        sa.select(sa.func.count())
+        .where(others.c.account_id == r.account_id, _is_running(others.c, now))
+        .scalar_subquery()
+        < max_per_account
+    )
+    candidates = session.execute(
+        sa.select(r.account_id, r.id)
+        .where(claimable, under_cap)
+        .order_by(r.updated_at, r.id)
+        .limit(CLAIM_CANDIDATES)
+        .with_for_update(skip_locked=True)
+    ).all()
+    for account_id, rule_id in candidates:
+        if _try_lock_claims(session, account_id) and (
+            _running(session, account_id, now) < max_per_account
+        ):
+            session.execute(
+                sa.update(rules_table)
+                .where(r.account_id == account_id, r.id == rule_id)
+                .values(
+                    backfill_status=RUNNING,
+                    backfill_heartbeat_at=now,
+                    backfill_started_at=sa.func.coalesce(r.backfill_started_at, now),
+                )
+            )
+            return account_id, rule_id
+    return None
+
+
+def _try_lock_claims(session: Session, account_id: int) -> bool:
+    """Claims of one account, one at a time (so that two cannot both pass its cap); a claim
+    that finds it taken moves on to another account's job rather than wait."""
+    if session.get_bind().dialect.name != "postgresql":
+        return True  # SQLite runs one writing transaction at a time
+    return bool(
+        session.execute(
+            sa.text("SELECT pg_try_advisory_xact_lock(:namespace, :account)"),
+            {"namespace": CLAIM_LOCK_NAMESPACE, "account": account_id % 2**31},
+        ).scalar()
+    )
+
+
+def _running(session: Session, account_id: int, now: datetime) -> int:
+    r = rules_table.c
+    return session.execute(
+        sa.select(sa.func.count()).where(r.account_id == account_id, _is_running(r, now))
+    ).scalar_one()
+
+
+def _is_running(r: sa.ColumnCollection, now: datetime) -> sa.ColumnElement[bool]:
+    """Running, and its runner reported lately."""
+    return sa.and_(r.backfill_status == RUNNING, r.backfill_heartbeat_at >= now - STALE_AFTER)
+
+
+def run_claimed(
+    engine: sa.Engine,
+    account_id: int,
+    rule_id: int,
+    policy: Policy,
+    stop: threading.Event | None = None,
+) -> str:
+    """Map chunk after chunk until the job is done, cancelled, changed or gone; its state.
+    A runner asked to stop hands the job back as pending, for the next one."""
+    log.info("backfill of rule %s (account %s) running", rule_id, account_id)
+    try:
+        with metrics.BACKFILLS_RUNNING.track_inprogress():
+            while not run_transaction(
+                engine, lambda s: map_chunk(s, account_id, rule_id, policy, datetime.now(UTC))
+            ):
+                if stop is not None and stop.is_set():
+                    run_transaction(engine, lambda s: _hand_back(s, account_id, rule_id))
+                    return PENDING
+    except Exception:
+        log.exception("backfill of rule %s stopped; a runner resumes it when stale", rule_id)
+        return "failed"
+    state = run_transaction(engine, lambda s: _state(s, account_id, rule_id))
+    log.info("backfill of rule %s (account %s) %s", rule_id, account_id, state)
+    return state
+
+
+def _hand_back(session: Session, account_id: int, rule_id: int) -> None:
+    r = rules_table.c
+    session.execute(
         sa.update(rules_table)
-        .where(
-            r.account_id == account_id,
-            r.id == rule_id,
-            r.backfill_status != DONE,
-            sa.or_(r.backfill_heartbeat_at.is_(None), r.backfill_heartbeat_at < now - STALE_AFTER),
-        )
-        .values(backfill_status=RUNNING, backfill_heartbeat_at=now)
-        .returning(r.id)
-    ).first()
-    return claimed is not None
+        .where(r.account_id == account_id, r.id == rule_id, r.backfill_status == RUNNING)
+        .values(backfill_status=PENDING, backfill_heartbeat_at=None)
+    )
 
 
-def is_stale(status: str, heartbeat_at: datetime | None, now: datetime) -> bool:
-    if status == DONE:
-        return False
-    if heartbeat_at is None:
-        return True
-    if heartbeat_at.tzinfo is None:  # SQLite gives naive datetimes back
-        heartbeat_at = heartbeat_at.replace(tzinfo=UTC)
-    return heartbeat_at < now - STALE_AFTER
+def _state(session: Session, account_id: int, rule_id: int) -> str:
+    r = rules_table.c
+    state = session.execute(
+        sa.select(r.backfill_status).where(r.account_id == account_id, r.id == rule_id)
+    ).scalar()
+    return state or "deleted"
 
 
 def map_chunk(
@@ -110,8 +196,8 @@ def map_chunk(
         .mappings()
         .first()
     )
-    if rule is None or rule["backfill_status"] == DONE:
-        return True
+    if rule is None or rule["backfill_status"] != RUNNING:
+        return True  # deleted, cancelled, or changed since (then pending, for a new claim)
     compiled = compile_rule(dict(rule), rule_id)
     rows = session.execute(
         sa.select(
@@ -131,6 +217,8 @@ def map_chunk(
         .limit(CHUNK)
     ).all()
     mapped = _map_rows(session, account_id, compiled, rows, policy, now)
+    metrics.BACKFILL_SCANNED.inc(len(rows))
+    metrics.BACKFILL_MAPPED.inc(mapped)
     done = len(rows) < CHUNK
     session.execute(
         sa.update(rules_table)

@@ -30,6 +30,14 @@ SELECT
 FROM signals s
 LEFT JOIN leads l ON l.account_id = s.account_id AND l.id = s.lead_id;
 
+-- The window of lead_summary.score_recent, in days. `receiver init-db` replaces this body with
+-- the setting SCORE_WINDOW_DAYS (receiver/db.py); run on its own, this file sets the default.
+CREATE OR REPLACE FUNCTION receiver_score_window_days() RETURNS double precision
+LANGUAGE sql STABLE AS $$ SELECT 90::double precision $$;
+
+-- score_recent: each signal's score times 1 - age / window (age in days by event time, now;
+-- none past the window; a future event counts as now). receiver/scoring.py computes the same
+-- for GET /admin/leads?order=score: change both together.
 DROP VIEW IF EXISTS lead_summary;
 CREATE VIEW lead_summary AS
 SELECT
@@ -42,11 +50,15 @@ SELECT
     COALESCE(agg.signal_count, 0) AS signal_count,
     COALESCE(agg.score, 0) AS score,
     COALESCE(agg.first_seen_at, l.first_seen_at) AS first_seen_at,
-    COALESCE(agg.last_seen_at, l.last_seen_at) AS last_seen_at
+    COALESCE(agg.last_seen_at, l.last_seen_at) AS last_seen_at,
+    round(COALESCE(agg.score_recent, 0)::numeric, 2) AS score_recent
 FROM leads l
 LEFT JOIN LATERAL (
     SELECT count(*) AS signal_count, sum(s.score) AS score, min(s.occurred_at) AS first_seen_at,
-           max(s.occurred_at) AS last_seen_at
+           max(s.occurred_at) AS last_seen_at,
+           sum(COALESCE(s.score, 0) * greatest(0, 1 - greatest(0,
+               extract(epoch FROM now() - s.occurred_at) / 86400) / receiver_score_window_days()))
+               AS score_recent
     FROM signals s
     WHERE s.account_id = l.account_id AND s.lead_id = l.id
 ) agg ON true;

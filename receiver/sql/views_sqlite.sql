@@ -35,6 +35,9 @@ SELECT
 FROM signals s
 LEFT JOIN leads l ON l.account_id = s.account_id AND l.id = s.lead_id;
 
+-- score_recent: as views.sql's, age in days by julianday(). SQLite has no function to hold the
+-- window: `receiver init-db` writes SCORE_WINDOW_DAYS in place of the 90.0 marked below
+-- (receiver/db.py); run on its own, this file uses the default.
 DROP VIEW IF EXISTS lead_summary;
 CREATE VIEW lead_summary AS
 SELECT
@@ -47,12 +50,15 @@ SELECT
     COALESCE(agg.signal_count, 0) AS signal_count,
     COALESCE(agg.score, 0) AS score,
     COALESCE(agg.first_seen_at, l.first_seen_at) AS first_seen_at,
-    COALESCE(agg.last_seen_at, l.last_seen_at) AS last_seen_at
-    -- lead_summary's score_recent goes here when views.sql has it, computed in agg.
+    COALESCE(agg.last_seen_at, l.last_seen_at) AS last_seen_at,
+    round(COALESCE(agg.score_recent, 0), 2) AS score_recent
 FROM leads l
 LEFT JOIN (
     SELECT s.account_id, s.lead_id, count(*) AS signal_count, sum(s.score) AS score,
-           min(s.occurred_at) AS first_seen_at, max(s.occurred_at) AS last_seen_at
+           min(s.occurred_at) AS first_seen_at, max(s.occurred_at) AS last_seen_at,
+           sum(COALESCE(s.score, 0) * max(0, 1 - max(0,
+               julianday('now') - julianday(s.occurred_at)) / 90.0 /* SCORE_WINDOW_DAYS */))
+               AS score_recent
     FROM signals s
     WHERE s.lead_id IS NOT NULL
     GROUP BY s.account_id, s.lead_id

@@ -10,6 +10,7 @@ import orjson
 import requests
 
 from tests.builders import track
+from tests.conftest import TEST_SECRET_KEY
 from tests.e2e.conftest import cli, create_account
 
 
@@ -114,3 +115,51 @@ def test_purge_cold_command_reports_what_it_removed(tmp_path):
     assert cli(database_url, "purge-cold", "--older-than", "0").stdout.strip() == (
         "purged 0 cold signals"
     )
+
+
+def _secret_needed(server, account, secret):
+    url = server.url + account["webhook_path"]
+    without = requests.post(url, data=orjson.dumps(track()), timeout=10)
+    right = requests.post(
+        url, data=orjson.dumps(track()), headers={"X-Api-Secret": secret}, timeout=10
+    )
+    return without.status_code == 401 and right.status_code == 200
+
+
+def test_create_account_reads_the_secret_from_standard_input(server):
+    result = subprocess.run(
+        ["receiver", "create-account", "Piped secret", "--secret", "-"],
+        input="S3cret-from-stdin\n",
+        capture_output=True,
+        text=True,
+        env={"DATABASE_URL": server.database_url, "PATH": _path(), "SECRET_KEY": TEST_SECRET_KEY},
+        check=True,
+    )
+    assert _secret_needed(server, orjson.loads(result.stdout), "S3cret-from-stdin")
+
+
+def test_create_account_reads_the_secret_from_the_environment(server):
+    result = subprocess.run(
+        ["receiver", "create-account", "Env secret"],
+        capture_output=True,
+        text=True,
+        env={
+            "DATABASE_URL": server.database_url,
+            "PATH": _path(),
+            "RECEIVER_KEY_SECRET": "S3cret-from-env",
+            "SECRET_KEY": TEST_SECRET_KEY,
+        },
+        check=True,
+    )
+    assert _secret_needed(server, orjson.loads(result.stdout), "S3cret-from-env")
+
+
+def test_create_account_refuses_empty_standard_input_for_the_secret(postgres_url):
+    result = subprocess.run(
+        ["receiver", "create-account", "No secret", "--secret", "-"],
+        input="",
+        capture_output=True,
+        text=True,
+        env={"DATABASE_URL": postgres_url, "PATH": _path()},
+    )
+    assert result.returncode == 2 and "standard input held no secret" in result.stderr

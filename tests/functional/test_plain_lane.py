@@ -13,6 +13,7 @@ from receiver import db
 from receiver.ingest import plain
 from receiver.ingest.pipeline import begin, prepare, store_body
 from receiver.ingest.store import period_of
+from receiver.rules.engine import store_of
 from tests.builders import identify, track
 from tests.conftest import make_account
 from tests.functional.test_body_order import ANONYMOUS, USERS, state
@@ -24,7 +25,9 @@ def through_plain(engine, api_key, events):
     prepared = prepare(events, NOW, 32 * 1024)
     return db.run_on_driver(
         engine,
-        lambda c: plain.store_body(c, api_key, lambda secret, whole_body: None, prepared, NOW),
+        lambda c: plain.store_body(
+            c, api_key, lambda secret, whole_body: None, prepared, NOW, store_of(engine)
+        ),
     )
 
 

@@ -1,6 +1,6 @@
 import pytest
 
-from receiver.rules.engine import compile_rule, first_match
+from receiver.rules.engine import compile_rule, first_match, rules_at
 from receiver.rules.operators import compile_pattern
 from receiver.rules.paths import MISSING, is_valid_path, resolve
 
@@ -124,3 +124,19 @@ def test_patterns_are_linear_time_and_invalid_ones_are_refused():
 @pytest.mark.parametrize("path", ["", "a..b", ".a", "a.", "a b", "x." * 40 + "y"])
 def test_invalid_paths_are_refused(path):
     assert not is_valid_path(path)
+
+
+def test_compiled_rules_are_cached_per_store_as_well_as_per_account_and_version():
+    """Account ids and rules versions repeat from one database to another."""
+
+    def rows(name):
+        return lambda: [{"id": 1, "name": name, "signal": {"name": name}}]
+
+    postgres = rules_at("postgresql+psycopg://postgres@h/a", 1, 7, rows("on postgres"))
+    sqlite = rules_at("sqlite:///a.db", 1, 7, rows("on sqlite"))
+    again = rules_at("sqlite:///a.db", 1, 7, rows("not fetched: cached"))
+    assert [rule.name for rule in postgres + sqlite + again] == [
+        "on postgres",
+        "on sqlite",
+        "on sqlite",
+    ]

@@ -5,14 +5,14 @@ signed stays valid as the first element of any array: a key whose senders do not
 refuse that mode altogether.
 
 Revision ID: 0011
-Revises: 0006
+Revises: 0010
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0011"
-down_revision = "0006"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
