@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import click
 import sqlalchemy as sa
 from flask import Flask, current_app
-from flask.cli import FlaskGroup, with_appcontext
+from flask.cli import with_appcontext
 from sqlmodel import Session
 from werkzeug.serving import run_simple
 
@@ -342,33 +342,3 @@ def init_app(app: Flask) -> None:
         serve_command,
     ):
         app.cli.add_command(command)
-
-
-def _create_app() -> Flask:
-    from receiver.app import create_app
-
-    return create_app()
-
-
-class ReceiverGroup(FlaskGroup):
-    """The `receiver` command: Flask's group for its app context, without Flask's own options
-    (`--app`, `--env-file`, `--debug`: the app is this one, settings come from the
-    environment) and with the receiver's version."""
-
-    FLASK_OPTIONS = frozenset({"app", "env_file", "debug"})
-
-    def __init__(self) -> None:
-        super().__init__(
-            create_app=_create_app,
-            add_default_commands=False,
-            add_version_option=False,
-            load_dotenv=False,
-            help="Identity-resolution webhook receiver and signal store.",
-        )
-        self.params = [p for p in self.params if p.name not in self.FLASK_OPTIONS]
-        click.version_option(
-            package_name="receiver", prog_name="receiver", message="%(prog)s %(version)s"
-        )(self)
-
-
-main = ReceiverGroup()

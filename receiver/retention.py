@@ -11,8 +11,8 @@ from sqlmodel import Session, col
 
 from receiver import progress
 from receiver.db import run_transaction
-from receiver.ingest.store import group_key, take_out_of_queue
 from receiver.models import Account, signals_table
+from receiver.store import group_key, take_out_of_queue
 
 PURGE_CHUNK = 5_000
 

@@ -26,8 +26,8 @@ from receiver.api.schemas import (
 from receiver.browser import BROWSER
 from receiver.db import get_session
 from receiver.errors import NotFound
-from receiver.ingest.store import period_of, used_this_period
 from receiver.models import Account, ApiKey, identities_table, signals_table
+from receiver.store import period_of, used_this_period
 
 blp = Blueprint(
     "account",

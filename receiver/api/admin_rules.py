@@ -20,10 +20,11 @@ from receiver.api.schemas import (
 from receiver.config import current_settings
 from receiver.db import get_session
 from receiver.errors import BadRequest, NotFound
-from receiver.ingest.segment import InvalidEvent, to_draft
+from receiver.events import InvalidEvent
+from receiver.ingest.segment import to_draft
 from receiver.models import Rule, RuleVersion
 from receiver.rules import service, worker
-from receiver.rules.engine import compile_rule
+from receiver.rules.engine import compile_rule, matched_email
 from receiver.rules.preview import estimate
 
 blp = Blueprint(
@@ -143,7 +144,7 @@ def preview(data: dict[str, Any]) -> dict[str, Any]:
         "mapped_name": match.name if match else None,
         "score": match.score if match else None,
         "fields": match.fields if match else {},
-        "email": match.email if match else None,
+        "email": matched_email(match) if match else None,
         "queue": estimate(get_session(), account_id(), rule),
     }
 

@@ -18,8 +18,8 @@ from receiver.db import engine_of
 from receiver.errors import BadRequest, OverLimit, Unauthorized
 from receiver.ingest.receive import Seen
 from receiver.ingest.receive import receive as ingest
-from receiver.ingest.store import period_of
 from receiver.refusals import refuse_unusable_api_key
+from receiver.store import period_of
 
 log = logging.getLogger(__name__)
 bp = Blueprint("webhook", __name__, description="Ingestion of Segment events.")

@@ -17,10 +17,10 @@ from typing import Any
 
 from sqlmodel import Session
 
+from receiver import store
 from receiver.identity import leads
 from receiver.identity.enrichment import lead_fields, merge_traits
 from receiver.identity.replay import LeadTraits
-from receiver.ingest import store
 
 
 @dataclass

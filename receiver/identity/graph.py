@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from receiver import metrics
+from receiver.events import Draft
 from receiver.identity.identifiers import usable
 from receiver.identity.replay import (
     ANONYMOUS,
@@ -27,9 +28,8 @@ from receiver.identity.replay import (
     LeadTraits,
     Rehydration,
 )
-from receiver.ingest.segment import Draft
-from receiver.ingest.store import upsert
 from receiver.models import clusters_table, identities_table, leads_table, signals_table
+from receiver.store import upsert
 
 
 def keys_of(draft: Draft) -> list[Key]:

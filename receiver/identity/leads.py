@@ -9,8 +9,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from receiver.ingest.store import GroupKey, group_key, upsert
 from receiver.models import companies_table, leads_table, signals_table
+from receiver.store import GroupKey, group_key, upsert
 
 
 def create_for_emails(

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from receiver.events import Placement
+
 Key = tuple[str, str]  # (kind, value): ("anonymous_id", "a-1") or ("user_id", "u-1")
 ANONYMOUS, USER = "anonymous_id", "user_id"
 
@@ -31,15 +33,6 @@ class Identifier:
     linked_by: int | None = None
     changed: bool = False  # to be written back
     blocked_now: bool = False  # blocked by this body (blocked_at is set on write)
-
-
-@dataclass(frozen=True, slots=True)
-class Placement:
-    """Where a signal goes: onto a lead, into cold storage, or neither (generic)."""
-
-    lead_id: int | None
-    is_cold: bool
-    linked_by: int | None = None  # the identity event that moved it there
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,20 +17,13 @@ from typing import Any
 
 from sqlmodel import Session
 
+from receiver import store
 from receiver.config import Settings
+from receiver.events import Draft, Placement
 from receiver.identity import graph, leads, locks
 from receiver.identity.deferred import Deferred
 from receiver.identity.identifiers import normalise_email, traits_of, usable
-from receiver.identity.replay import (
-    BodySignal,
-    Graph,
-    Key,
-    LeadTraits,
-    Placement,
-    move_cold_signals,
-)
-from receiver.ingest import store
-from receiver.ingest.segment import Draft
+from receiver.identity.replay import BodySignal, Graph, Key, LeadTraits, move_cold_signals
 
 IDENTITY_TYPES = frozenset({"identify", "alias", "group", "delete"})
 LEAD_TRAITS = frozenset({"email", "name", "first_name", "last_name", "company", "title"})

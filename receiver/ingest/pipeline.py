@@ -14,20 +14,15 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session
 
+from receiver import store
 from receiver.accounts import Sender, find_sender
 from receiver.credentials import API_KEY_KIND, Credential, parse_credential
 from receiver.db import StartOver
+from receiver.events import Draft, InvalidEvent
 from receiver.identity import resolve
 from receiver.identity.locks import LOCK_NAMESPACE
 from receiver.identity.resolve import Applied, Policy
-from receiver.ingest import store
-from receiver.ingest.segment import (
-    Draft,
-    InvalidEvent,
-    foreign_type_note,
-    readable_message_id,
-    to_draft,
-)
+from receiver.ingest.segment import foreign_type_note, readable_message_id, to_draft
 from receiver.models import accounts_table
 from receiver.rules import engine
 from receiver.sealing import secret_of

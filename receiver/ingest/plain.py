@@ -21,13 +21,14 @@ import psycopg
 from psycopg.rows import dict_row, namedtuple_row
 from sqlalchemy.dialects.postgresql import psycopg as postgresql_psycopg
 
+from receiver import store
 from receiver.accounts import Sender
 from receiver.credentials import API_KEY_KIND, parse_credential
 from receiver.errors import Unauthorized
+from receiver.events import Draft
 from receiver.identity import graph, locks, resolve
 from receiver.identity.replay import Graph
 from receiver.identity.resolve import Applied
-from receiver.ingest import store
 from receiver.ingest.pipeline import (
     BEGIN_SQL,
     Outcome,
@@ -36,7 +37,6 @@ from receiver.ingest.pipeline import (
     mapped,
     outcome_of,
 )
-from receiver.ingest.segment import Draft
 from receiver.ingest.signature import FIRST_ELEMENT
 from receiver.rules import engine
 from receiver.sealing import secret_of

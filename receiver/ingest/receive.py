@@ -23,6 +23,7 @@ from receiver.config import Settings
 from receiver.credentials import API_KEY_KIND, parse_credential
 from receiver.db import run_on_driver, run_transaction
 from receiver.errors import BadRequest, PayloadTooLarge, ReceiverError, Unauthorized
+from receiver.events import Draft, InvalidEvent
 from receiver.identity.resolve import identity_policy
 from receiver.ingest import plain
 from receiver.ingest.parse import parse_events
@@ -35,11 +36,10 @@ from receiver.ingest.pipeline import (
     store_body,
     with_client_ip,
 )
-from receiver.ingest.segment import Draft, InvalidEvent
 from receiver.ingest.signature import FIRST_ELEMENT, how_presented
-from receiver.ingest.store import period_of, stored_hashes
 from receiver.refusals import refuse_unusable_api_key, secret_refusal
 from receiver.rules.engine import store_of
+from receiver.store import period_of, stored_hashes
 
 
 @dataclass

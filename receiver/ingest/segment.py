@@ -7,14 +7,11 @@ not retry one).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from receiver.events import Draft, InvalidEvent
 from receiver.ingest.fingerprint import content_hash, split_json
-
-if TYPE_CHECKING:
-    from receiver.rules.engine import Match
 
 SEGMENT_TYPES = frozenset({"identify", "track", "page", "screen", "group", "alias", "delete"})
 IDENTIFIERS = (("anonymousId", "anonymous_id"), ("userId", "user_id"), ("messageId", "message_id"))
@@ -22,28 +19,6 @@ NUL_ESCAPE = b"\\u0000"
 # Identifiers and event names are index keys, and a Postgres index entry holds at most 2,704
 # bytes: 512 characters fit whatever their encoding, and no real id or event name is longer.
 MAX_KEY_LENGTH = 512
-
-
-@dataclass(frozen=True, slots=True)
-class Draft:
-    """An event ready to store: what the signals table indexes, and its content hash."""
-
-    source: str
-    event_type: str | None
-    event_name: str | None
-    anonymous_id: str | None
-    user_id: str | None
-    message_id: str | None
-    occurred_at: datetime
-    payload: dict[str, Any]
-    content_hash: bytes
-    match: Match | None = None  # the mapping rule's, set in the transaction that stores it
-
-
-class InvalidEvent(ValueError):
-    """An event this receiver cannot store; the message says why."""
-
-    message_id: str | None = None  # the event's, when it has a readable one, for its result
 
 
 def field(event: dict[str, Any], camel: str, snake: str) -> Any:

@@ -23,13 +23,13 @@ from sqlmodel import Session
 
 from receiver import metrics
 from receiver.db import run_transaction
+from receiver.events import Draft
 from receiver.identity import resolve as resolution
 from receiver.identity.locks import SHARED, lock_account
 from receiver.identity.resolve import Policy
-from receiver.ingest.segment import Draft
-from receiver.ingest.store import group_key, mapping_columns, widen_lead
 from receiver.models import rules_table, signals_table
 from receiver.rules.engine import CompiledRule, compile_rule
+from receiver.store import group_key, mapping_columns, widen_lead
 
 log = logging.getLogger(__name__)
 CHUNK = 500

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from cachetools import LRUCache, cached
 from sqlmodel import Session
 
+from receiver.events import Match
 from receiver.identity.identifiers import normalise_email
 from receiver.models import rules_table
 from receiver.rules.operators import NO_VALUE, compile_pattern, cost, holds
@@ -26,18 +27,6 @@ log = logging.getLogger(__name__)
 EVALUATION_BUDGET = 100_000_000
 # Looking at a rule at all (its source, type and name), conditions aside.
 RULE_COST = 30
-
-
-@dataclass(frozen=True, slots=True)
-class Match:
-    rule_id: int
-    name: str | None
-    score: int | None
-    fields: dict[str, Any]
-
-    @property
-    def email(self) -> str | None:
-        return normalise_email(self.fields.get("email"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +121,11 @@ def compile_rule(rule: Mapping[str, Any], rule_id: int = 0) -> CompiledRule:
         signal_name=signal.get("name"),
         score=signal.get("score"),
     )
+
+
+def matched_email(match: Match) -> str | None:
+    """The email a match extracted, if it is one."""
+    return normalise_email(match.fields.get("email"))
 
 
 def first_match(

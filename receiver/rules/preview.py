@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from receiver.models import leads_table, queue_table, signals_table
-from receiver.rules.engine import CompiledRule
+from receiver.rules.engine import CompiledRule, matched_email
 
 SCAN_LIMIT = 5_000
 
@@ -44,7 +44,7 @@ def estimate(session: Session, account_id: int, rule: CompiledRule) -> dict[str,
         for r in rows
         if rule.matches(r.source, r.event_type, r.event_name, r.payload)
     ]
-    emails = {m.email for m in matched if m.email is not None}
+    emails = {e for m in matched if (e := matched_email(m)) is not None}
     known = set()
     if emails:
         known = set(

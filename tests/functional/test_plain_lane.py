@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from receiver import db
 from receiver.ingest import plain
 from receiver.ingest.pipeline import begin, prepare, store_body
-from receiver.ingest.store import period_of
 from receiver.rules.engine import store_of
+from receiver.store import period_of
 from tests.builders import identify, track
 from tests.conftest import make_account
 from tests.functional.test_body_order import ANONYMOUS, USERS, state

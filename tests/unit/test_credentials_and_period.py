@@ -4,7 +4,7 @@ from urllib.parse import unquote
 import pytest
 
 from receiver.credentials import API_KEY_KIND, new_credential, parse_credential, redact
-from receiver.ingest.store import period_of
+from receiver.store import period_of
 
 
 def test_a_new_key_parses_back_to_its_account():

@@ -1,6 +1,6 @@
 import pytest
 
-from receiver.rules.engine import compile_rule, first_match, rules_at
+from receiver.rules.engine import compile_rule, first_match, matched_email, rules_at
 from receiver.rules.operators import compile_pattern
 from receiver.rules.paths import MISSING, is_valid_path, resolve
 
@@ -105,7 +105,7 @@ def test_highest_priority_matching_rule_maps_and_extracts_fields():
     match = first_match([high, low], "segment", "track", "Order Completed", EVENT)
     assert (match.rule_id, match.name, match.score) == (2, "Big Order", 50)
     assert match.fields == {"email": "x@y.io", "sku": "A-1"}
-    assert match.email == "x@y.io"
+    assert matched_email(match) == "x@y.io"
 
 
 def test_source_type_and_name_must_all_match():

@@ -2,7 +2,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from receiver.ingest.segment import InvalidEvent, to_draft
+from receiver.events import InvalidEvent
+from receiver.ingest.segment import to_draft
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 

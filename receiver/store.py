@@ -15,8 +15,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
 from receiver import exact_json
-from receiver.identity.replay import Placement
-from receiver.ingest.segment import Draft
+from receiver.events import Draft, Placement
 from receiver.models import leads_table, queue_table, signals_table, usage_table
 
 GroupKey = tuple[str, str, str]
