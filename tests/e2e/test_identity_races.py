@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections import Counter
 
@@ -180,3 +181,52 @@ def test_identifies_merging_clusters_from_all_sides_at_once_give_the_body_order_
     placed = _placements(server.database_url, account["account_id"])
     assert len(placed) == 20 * 12
     assert [row for row in placed if row["is_cold"] or row["email"] is None] == []
+
+
+def test_a_rule_backfill_racing_new_tracks_strands_nothing(server):
+    """Thirty visitors' forms wait unmapped and cold; a rule that takes their email is created
+    while fifty of each visitor's tracks arrive, all at once. The backfill links each visitor
+    as it maps the form, under the same identity locks as ingestion: when it is done, every
+    track is on its visitor's lead, none cold."""
+    account = create_account(server.database_url, "--signal-limit", "1000000")
+    path = account["webhook_path"]
+    visitors = [f"bf-race-{n}-{uuid.uuid4().hex[:8]}" for n in range(30)]
+    forms = [
+        track("Form Submitted", anonymousId=v, properties={"email": f"{v}@example.com"})
+        for v in visitors
+    ]
+    assert {
+        s
+        for s, _ in send_all_at_once(server.port, [http_request("POST", path, orjson.dumps(forms))])
+    } == {200}
+    rule = {
+        "name": "Forms",
+        "event_name": "Form Submitted",
+        "fields": {"email": "properties.email"},
+    }
+    admin = {"Authorization": f"Bearer {account['admin_token']}"}
+    raws = [http_request("POST", "/admin/rules", orjson.dumps(rule), admin)]
+    for visitor in visitors:
+        raws += [
+            http_request(
+                "POST", path, orjson.dumps([track(anonymousId=visitor) for _ in range(10)])
+            )
+            for _ in range(5)
+        ]
+    answers = send_all_at_once(server.port, raws)
+    assert answers[0][0] == 201
+    assert Counter(status for status, _ in answers[1:]) == {200: len(raws) - 1}
+    rule_id = answers[0][1]["id"]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        _, body = send_all_at_once(
+            server.port, [http_request("GET", f"/admin/rules/{rule_id}", b"", admin)]
+        )[0]
+        if body["backfill"]["status"] == "done":
+            break
+        time.sleep(0.2)
+    assert body["backfill"]["status"] == "done"
+    placed = _placements(server.database_url, account["account_id"])
+    assert len(placed) == 30 * 51
+    stranded = [row for row in placed if row["email"] != f"{row['anonymous_id']}@example.com"]
+    assert stranded == []
