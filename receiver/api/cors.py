@@ -51,6 +51,7 @@ def admit(api_key: str | None) -> None:
     access = key_access(api_key) if api_key else None
     if access is None or not access.is_browser:
         return
+    g.delivery_account_id = access.account_id  # a refusal below is the account's delivery too
     origin = request.headers.get("Origin")
     if origin is not None:
         if not access.allows(origin):

@@ -283,3 +283,19 @@ def test_a_delivery_log_of_zero_hours_records_nothing(settings, engine):
     finally:
         deliveries.writer_of(app).close()
         db.engine_of(app).dispose()
+
+
+def test_deliveries_keep_a_request_refused_for_its_origin(client, app, account):
+    created = client.post(
+        "/admin/keys",
+        json={"kind": "browser", "allowed_origins": ["https://www.acme.example"]},
+        headers=auth(account),
+    ).json
+    response = client.post(
+        f"/webhook/{created['api_key']}",
+        data=orjson.dumps(track()),
+        headers={"Origin": "https://evil.example"},
+    )
+    assert response.status_code == 403
+    (refused,) = read_deliveries(client, app, account)
+    assert refused["status"] == 403
