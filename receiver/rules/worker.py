@@ -69,12 +69,16 @@ _workers: weakref.WeakSet[BackfillWorker] = weakref.WeakSet()
 
 
 def start_for(app: Flask) -> BackfillWorker | None:
-    """The app's worker, started on first use; None when BACKFILL_WORKER=0."""
+    """The app's worker, started on first use; None when BACKFILL_WORKER=0, or for an app
+    that is not the receiver (gunicorn.conf.py serves the benchmark's floor app too)."""
+    extensions = getattr(app, "extensions", {})
+    settings: Settings | None = extensions.get("receiver.settings")
+    if settings is None:
+        return None
     with _guard:
-        worker: BackfillWorker | None = app.extensions.get(EXTENSION)
-        settings: Settings = app.extensions["receiver.settings"]
+        worker: BackfillWorker | None = extensions.get(EXTENSION)
         if worker is None and settings.backfill_worker:
-            worker = app.extensions[EXTENSION] = BackfillWorker(settings)
+            worker = extensions[EXTENSION] = BackfillWorker(settings)
             _workers.add(worker)
             worker.start()
         return worker
