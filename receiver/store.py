@@ -206,19 +206,20 @@ def _placed(placement: Placement) -> dict[str, Any]:
     }
 
 
-def allocate_signal_ids(session: Session, count: int) -> list[int]:
-    """Ids for signals about to be inserted, so that identity resolution can link signals to
-    the events that moved them before any is written."""
+def allocate_ids(session: Session, table: sa.Table, count: int) -> list[int]:
+    """Ids for rows of table about to be inserted, taken first so that rows can refer to each
+    other before any is written (identity resolution links signals to the events that moved
+    them, identifiers to their new clusters)."""
     connection = session.connection()
     if connection.dialect.name == "postgresql":
-        return list(connection.execute(_NEXT_SIGNAL_IDS, {"count": count}).scalars())
+        return list(connection.execute(_NEXT_IDS, {"table": table.name, "count": count}).scalars())
     # SQLite has one writing transaction at a time (BEGIN IMMEDIATE): the next ids are free.
-    last = connection.execute(sa.select(sa.func.max(signals_table.c.id))).scalar() or 0
+    last = connection.execute(sa.select(sa.func.max(table.c.id))).scalar() or 0
     return list(range(last + 1, last + 1 + count))
 
 
-_NEXT_SIGNAL_IDS = sa.text(
-    "SELECT nextval('signals_id_seq'::regclass) FROM generate_series(1, :count)"
+_NEXT_IDS = sa.text(
+    "SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :count)"
 )
 
 

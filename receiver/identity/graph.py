@@ -16,7 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from receiver import metrics
+from receiver import metrics, store
 from receiver.events import Draft
 from receiver.identity.identifiers import usable
 from receiver.identity.replay import (
@@ -232,7 +232,7 @@ def _insert_clusters(
     if not new:
         return {}
     temporary = sorted(new, reverse=True)
-    ids = _cluster_ids(session, len(temporary))
+    ids = store.allocate_ids(session, clusters_table, len(temporary))
     session.execute(
         sa.insert(clusters_table),
         [
@@ -241,21 +241,6 @@ def _insert_clusters(
         ],
     )
     return dict(zip(temporary, ids, strict=True))
-
-
-def _cluster_ids(session: Session, count: int) -> list[int]:
-    connection = session.connection()
-    if connection.dialect.name == "postgresql":
-        return list(connection.execute(_NEXT_CLUSTER_IDS, {"count": count}).scalars())
-    # SQLite has one writing transaction at a time (BEGIN IMMEDIATE): the next ids are free.
-    last = connection.execute(sa.select(sa.func.max(clusters_table.c.id))).scalar() or 0
-    return list(range(last + 1, last + 1 + count))
-
-
-_NEXT_CLUSTER_IDS = sa.text(
-    "SELECT nextval(pg_get_serial_sequence('identity_clusters', 'id'))"
-    " FROM generate_series(1, :count)"
-)
 
 
 def rehydrate_stored(

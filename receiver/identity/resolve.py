@@ -24,6 +24,7 @@ from receiver.identity import graph, leads, locks
 from receiver.identity.deferred import Deferred
 from receiver.identity.identifiers import normalise_email, traits_of, usable
 from receiver.identity.replay import BodySignal, Graph, Key, LeadTraits, move_cold_signals
+from receiver.models import signals_table
 
 IDENTITY_TYPES = frozenset({"identify", "alias", "group", "delete"})
 LEAD_TRAITS = frozenset({"email", "name", "first_name", "last_name", "company", "title"})
@@ -168,7 +169,7 @@ def _apply_run(
     stored = store.stored_hashes(
         session, account_id, [d.content_hash for d in drafts if changes_identity(d)]
     )
-    ids = store.allocate_signal_ids(session, len(drafts))
+    ids = store.allocate_ids(session, signals_table, len(drafts))
     body: list[tuple[Draft, BodySignal, int]] = []
     seen = set(stored) | set(applied.inserted)  # and the first copy of each event of this body
     for draft, draft_keys, signal_id in zip(drafts, keys, ids, strict=True):
