@@ -58,8 +58,12 @@ EVENTS_DOC: dict[str, Any] = {
     },
     "responses": {
         "200": {
-            "description": "Every event stored, held cold, or a duplicate: "
-            "`{received, stored, duplicates, results}`."
+            "description": "Every event stored, held cold, a duplicate, or invalid (the rest "
+            "of the body stored): `{received, stored, duplicates, results}`, a result per "
+            "event (`status`: stored, cold, duplicate, invalid with a `message`, or deleted; "
+            "a generic signal whose `type` is none of Segment's has a `note`). A body with "
+            "deletions (Segment's `delete`, carried out, nothing stored) also has `deleted`: "
+            "received = stored + duplicates + deleted + the invalid ones."
         },
         "400": {"description": "Not JSON, no valid event."},
         "401": {
