@@ -95,6 +95,12 @@ def app(settings: Settings) -> Iterator[Flask]:
     app = create_app(settings)
     app.config["TESTING"] = True
     yield app
+    close_app(app)
+
+
+def close_app(app: Flask) -> None:
+    """Stop what an app runs in the background, then close its connections: a thread still
+    holding one when the engine is disposed would leave it to the garbage collector."""
     worker.stop_all(timeout=30)
     deliveries.writer_of(app).close()
     db.engine_of(app).dispose()

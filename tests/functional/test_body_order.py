@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from receiver import db
 from receiver.app import create_app
 from receiver.config import Settings
-from tests.conftest import make_account
+from tests.conftest import close_app, make_account
 
 ANONYMOUS = ["a0", "a1", "a2", "a3"]
 USERS = ["u0", "u1", "u2"]
@@ -155,7 +155,7 @@ def apps(postgres_url: str, sqlite_url: str) -> Iterator[dict[str, Flask]]:
     }
     yield made
     for app in made.values():
-        db.engine_of(app).dispose()
+        close_app(app)
 
 
 FEW = settings(

@@ -13,6 +13,7 @@ from receiver import db
 from receiver.app import create_app
 from receiver.config import Settings
 from tests.builders import identify
+from tests.conftest import close_app
 from tests.functional.test_admin_api import DEMO_RULE, auth, form, send
 from tests.functional.test_webhook import BOTH_STORES
 
@@ -72,7 +73,7 @@ def test_the_window_is_a_setting(database_url):
             hot_and_cold(app.test_client(), account, NOW)
             top = leads(app.test_client(), account, "&order=score")[0]
     finally:
-        db.engine_of(app).dispose()
+        close_app(app)
     assert top == ("hot@example.com", 80, 49.33)  # 40 * 59 / 60 + 40 * 15 / 60
 
 
@@ -125,7 +126,7 @@ def test_init_db_writes_the_window_setting_into_the_sqlite_view(tmp_path):
         with db.engine_of(app).connect() as connection:
             found = summary(connection, account)
     finally:
-        db.engine_of(app).dispose()
+        close_app(app)
     assert found["cold@example.com"] == (120, 0.0)
     # 40 * (1 - 1 / 30), and nothing of the score 45 days old
     assert found["hot@example.com"][1] == pytest.approx(38.67, abs=0.02)

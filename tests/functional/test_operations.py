@@ -15,7 +15,7 @@ from receiver.config import Settings
 from receiver.credentials import API_KEY_KIND, parse_credential
 from receiver.models import deliveries_table
 from tests.builders import identify, track
-from tests.conftest import make_account
+from tests.conftest import close_app, make_account
 from tests.functional.test_admin_api import wait_for_backfill
 from tests.functional.test_webhook import BOTH_STORES
 
@@ -116,8 +116,7 @@ def test_metrics_need_the_token_when_one_is_set(settings):
         right = client.get("/metrics", headers={"Authorization": "Bearer m3trics-t0ken"})
         assert right.status_code == 200 and b"receiver_http_requests_total" in right.data
     finally:
-        deliveries.writer_of(app).close()
-        db.engine_of(app).dispose()
+        close_app(app)
 
 
 def test_a_store_failure_is_counted_by_its_class(client, monkeypatch):
@@ -233,8 +232,7 @@ def test_the_writer_prunes_as_it_writes(settings, engine, monkeypatch):
             client.post(f"/webhook/{account.api_key}", data=orjson.dumps(track()))
         assert len(read_deliveries(client, app, account)) == 3
     finally:
-        deliveries.writer_of(app).close()
-        db.engine_of(app).dispose()
+        close_app(app)
 
 
 def test_deliveries_need_an_admin_token(client):
@@ -281,8 +279,7 @@ def test_a_delivery_log_of_zero_hours_records_nothing(settings, engine):
         assert deliveries.writer_of(app).flush() == 0
         assert read_deliveries(client, app, account) == []
     finally:
-        deliveries.writer_of(app).close()
-        db.engine_of(app).dispose()
+        close_app(app)
 
 
 def test_deliveries_keep_a_request_refused_for_its_origin(client, app, account):

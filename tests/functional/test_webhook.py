@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from receiver import accounts, db
 from tests.builders import identify, track
-from tests.conftest import make_account
+from tests.conftest import close_app, make_account
 
 BOTH_STORES = pytest.mark.parametrize("database_url", ["postgres", "sqlite"], indirect=True)
 
@@ -244,7 +244,7 @@ def test_body_over_the_limit_is_413(database_url):
     response = post(app.test_client(), key, [track() for _ in range(20)])
     assert response.status_code == 413
     assert "message" in response.json
-    db.engine_of(app).dispose()
+    close_app(app)
 
 
 def test_unreachable_store_is_503_with_retry_after():
