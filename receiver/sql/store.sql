@@ -1,5 +1,5 @@
--- The two statements every body is stored with on Postgres (receiver/ingest/store.py, which
--- holds SQLite's equivalent beside them). `receiver init-db` recreates them on every run, so
+-- The functions every body is stored with on Postgres (receiver/store.py and ingest/plain.py,
+-- which hold SQLite's equivalent beside them). `receiver init-db` recreates them on every run, so
 -- this file is their one definition, always that of the code beside it.
 --
 -- The caller has taken the body's locks and placed every event (identity/replay.py): these
@@ -7,6 +7,7 @@
 -- make than to run (0.8 ms against 0.2 ms on a store of 1,000,000 signals), and the keys they
 -- look up are unique whatever the parameters.
 
+-- receiver_store_plain: the one-statement lane of earlier releases, which placed events in SQL.
 DROP FUNCTION IF EXISTS receiver_store_plain;
 DROP FUNCTION IF EXISTS receiver_store_placed;
 DROP FUNCTION IF EXISTS receiver_settle;

@@ -41,7 +41,8 @@ def libpq(database_url: str) -> str:
 
 
 class AccountLockHeld:
-    """Another session holds the account's identity lock: the store looks stuck to requests."""
+    """Another session holds the account's rules lock, which every body takes first: the
+    store looks stuck to requests."""
 
     def __init__(self, database_url: str, account_id: int) -> None:
         self.connection = psycopg.connect(libpq(database_url), autocommit=True)

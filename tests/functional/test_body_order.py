@@ -3,7 +3,7 @@ order, and the same on both stores: properties over generated bodies (hypothesis
 
 A body's identity effects are replayed in memory and written set-based (identity/replay.py);
 one event per request is the plainest reading of "in body order". SQLite keeps its own
-statements for storing and settling a body (ingest/store.py): held to Postgres's results here.
+statements for storing and settling a body (store.py): held to Postgres's results here.
 """
 
 from __future__ import annotations
