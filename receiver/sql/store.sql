@@ -1,6 +1,6 @@
--- The functions every body is stored with on Postgres (receiver/store.py and ingest/plain.py,
--- which hold SQLite's equivalent beside them). `receiver init-db` recreates them on every run, so
--- this file is their one definition, always that of the code beside it.
+-- The functions every body is stored with on Postgres, called by receiver/store.py (which
+-- holds SQLite's equivalent beside them) and ingest/plain.py. `receiver init-db` recreates
+-- them on every run, so this file is their one definition, always that of the code beside it.
 --
 -- The caller has taken the body's locks and placed every event (identity/replay.py): these
 -- functions only write. Plan each statement once per connection: custom plans cost more to
