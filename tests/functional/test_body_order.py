@@ -176,6 +176,10 @@ TWO_LEADS = [
     {"type": "identify", "anonymousId": "a0", "traits": {"email": EMAILS[0]}, "messageId": "x-2"},
     {"type": "identify", "userId": "u0", "traits": {"email": EMAILS[1]}, "messageId": "x-3"},
 ]
+for _event in TWO_LEADS:
+    # Dated, as every generated event is: dated on arrival, two accounts' copies could fall
+    # on either side of a second and differ in their leads' first and last seen.
+    _event["timestamp"] = TIMES[0]
 
 
 @FEW
