@@ -365,21 +365,6 @@ def used_this_period(session: Session, account_id: int, period_start: date) -> i
     return used or 0
 
 
-def attach(session: Session, account_id: int, signal_id: int, lead_id: int, now: datetime) -> None:
-    """Put one signal on a lead (the event that resolved it, whatever identifiers it had). A
-    signal already on that lead keeps the provenance it has: what linked it first."""
-    c = signals_table.c
-    session.execute(
-        sa.update(signals_table)
-        .where(
-            c.account_id == account_id,
-            c.id == signal_id,
-            sa.or_(c.lead_id.is_(None), c.lead_id != lead_id),
-        )
-        .values(lead_id=lead_id, is_cold=False, linked_by_signal_id=signal_id, linked_at=now)
-    )
-
-
 def still_cold(session: Session, account_id: int, hashes: set[bytes]) -> set[bytes]:
     c = signals_table.c
     rows = session.execute(

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from functools import partial
 
 import sqlalchemy as sa
 from sqlmodel import Session
 from werkzeug.datastructures import Headers
 
-from receiver.accounts import Sender, find_sender, known_key
+from receiver.accounts import known_key
 from receiver.config import Settings
 from receiver.credentials import API_KEY_KIND, parse_credential
 from receiver.db import run_on_driver, run_transaction
@@ -28,6 +28,7 @@ from receiver.identity.resolve import identity_policy
 from receiver.ingest import plain
 from receiver.ingest.parse import parse_events
 from receiver.ingest.pipeline import (
+    Begun,
     Outcome,
     Prepared,
     begin,
@@ -72,13 +73,16 @@ def receive(
         raise Unauthorized()  # before the body is parsed: a made-up key costs one lookup
     seen.account_id = account_of(api_key)
     check_secret = partial(_check_secret, headers=headers, raw=raw)
+    period_start, _ = period_of(now)
     try:
         prepared = parse(raw, now, settings, default_type)
         if client_ip is not None:
             prepared = with_client_ip(prepared, client_ip)
     except ReceiverError as problem:
         # A bad body from an unknown sender is answered 401: the key is checked first.
-        run_transaction(engine, lambda session: _authenticate(session, api_key, check_secret))
+        run_transaction(
+            engine, lambda session: _authenticate(session, api_key, check_secret, period_start)
+        )
         raise problem from None
     seen.prepared = prepared
     if plain.applies(engine.dialect.name, prepared):
@@ -92,14 +96,10 @@ def receive(
         if outcome is not None:
             return outcome
     policy = identity_policy(settings)
-    period_start, _ = period_of(now)
 
     def general(session: Session) -> Outcome:
-        begun = begin(session, api_key or "", period_start) if api_key else None
-        if begun is None:
-            raise Unauthorized()
+        begun, signed = _authenticate(session, api_key, check_secret, period_start)
         sender = begun.sender
-        signed = check_secret(sender.secret, sender.whole_body_signatures)
         scope = prepared
         if signed == FIRST_ELEMENT:
             scope = first_element_scope(session, sender.account_id, prepared, now)
@@ -127,13 +127,17 @@ def account_of(api_key: str | None) -> int | None:
 
 
 def _authenticate(
-    session: Session, api_key: str | None, check_secret: Callable[[str | None, bool], str | None]
-) -> Sender:
-    sender = find_sender(session, api_key) if api_key else None
-    if sender is None:
+    session: Session,
+    api_key: str | None,
+    check_secret: Callable[[str | None, bool], str | None],
+    period_start: date,
+) -> tuple[Begun, str | None]:
+    """The body's transaction begun for its key, and how the key's secret was shown."""
+    begun = begin(session, api_key, period_start) if api_key else None
+    if begun is None:
         raise Unauthorized()
-    check_secret(sender.secret, sender.whole_body_signatures)
-    return sender
+    sender = begun.sender
+    return begun, check_secret(sender.secret, sender.whole_body_signatures)
 
 
 def _check_secret(
