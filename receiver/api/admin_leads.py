@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
-import sqlalchemy as sa
 from flask_smorest import Blueprint
-from sqlmodel import Session
 
 from receiver.api.admin_auth import account_id, require_admin
 from receiver.api.json_body import require_json_body
@@ -16,9 +12,7 @@ from receiver.api.schemas import LeadArgsSchema, LeadDetailArgsSchema, LeadListS
 from receiver.config import current_settings
 from receiver.db import get_session
 from receiver.errors import NotFound
-from receiver.identity.identifiers import normalise_email
-from receiver.models import clusters_table, identities_table, leads_table, signals_table
-from receiver.scoring import recent_score
+from receiver.identity import profiles
 
 blp = Blueprint(
     "leads", __name__, url_prefix="/admin/leads", description="Leads and their history."
@@ -42,38 +36,14 @@ def find_leads(args: dict[str, Any]) -> dict[str, Any]:
     """With `email`: that lead (404 if none). Without: leads, most recently seen first, or
     with `order=score` by score_recent, highest first."""
     session = get_session()
-    l = leads_table.c  # noqa: E741
     if "email" in args:
-        email = normalise_email(args["email"])
-        lead_id = (
-            session.execute(
-                sa.select(l.id).where(l.account_id == account_id(), l.email == email)
-            ).scalar()
-            if email
-            else None
-        )
-        return LEAD.dump(_lead_detail(session, lead_id, signals_limit=100))
-    page, per_page = args["page"], args["per_page"]
-    mine = l.account_id == account_id()
-    total = session.execute(sa.select(sa.func.count()).where(mine)).scalar_one()
-    query, order = sa.select(leads_table).where(mine), [l.last_seen_at.desc(), l.id.desc()]
-    if args["order"] == "score":
-        ranked = _aggregate(session).subquery()
-        query = query.outerjoin(ranked, ranked.c.lead_id == l.id)
-        order.insert(0, sa.func.coalesce(ranked.c.score_recent, 0).desc())
-    rows = (
-        session.execute(query.order_by(*order).limit(per_page).offset((page - 1) * per_page))
-        .mappings()
-        .all()
-    )
-    totals = _totals(session, [row["id"] for row in rows])
+        lead_id = profiles.lead_id_for_email(session, account_id(), args["email"])
+        return LEAD.dump(_lead(lead_id, signals_limit=100))
+    window = current_settings().score_window_days
     return LEAD_LIST.dump(
-        {
-            "total": total,
-            "page": page,
-            "per_page": per_page,
-            "leads": [{**row, **totals[row["id"]]} for row in rows],
-        }
+        profiles.list_leads(
+            session, account_id(), args["page"], args["per_page"], args["order"], window
+        )
     )
 
 
@@ -82,112 +52,12 @@ def find_leads(args: dict[str, Any]) -> dict[str, Any]:
 @blp.response(200, LeadSchema)
 def get_lead(args: dict[str, Any], lead_id: int) -> dict[str, Any]:
     """The lead with its identities and its signals, newest first."""
-    return _lead_detail(get_session(), lead_id, args["signals_limit"])
+    return _lead(lead_id, args["signals_limit"])
 
 
-def _lead_detail(session: Session, lead_id: int | None, signals_limit: int) -> dict[str, Any]:
-    l, s = leads_table.c, signals_table.c  # noqa: E741
-    lead = (
-        session.execute(sa.select(leads_table).where(l.account_id == account_id(), l.id == lead_id))
-        .mappings()
-        .first()
-    )
+def _lead(lead_id: int | None, signals_limit: int) -> dict[str, Any]:
+    window = current_settings().score_window_days
+    lead = profiles.lead_detail(get_session(), account_id(), lead_id, signals_limit, window)
     if lead is None:
         raise NotFound("No such lead.")
-    i, c = identities_table.c, clusters_table.c
-    identities = (
-        session.execute(
-            sa.select(i.kind, i.value, i.blocked_at)
-            .join(clusters_table, sa.and_(c.account_id == i.account_id, c.id == i.cluster_id))
-            .where(i.account_id == account_id(), c.lead_id == lead_id)
-            .order_by(i.kind, i.value)
-        )
-        .mappings()
-        .all()
-    )
-    signals = (
-        session.execute(
-            sa.select(signals_table)
-            .where(s.account_id == account_id(), s.lead_id == lead_id)
-            .order_by(s.occurred_at.desc(), s.id.desc())
-            .limit(signals_limit)
-        )
-        .mappings()
-        .all()
-    )
-    totals = _totals(session, [lead["id"]])[lead["id"]]
-    shown = _each_identifier_once(session, lead["id"], identities)
-    return {**lead, **totals, "identities": shown, "signals": signals}
-
-
-def _each_identifier_once(
-    session: Session, lead_id: int, identities: Sequence[Any]
-) -> list[dict[str, Any]]:
-    """An alias's previousId may be an anonymousId or an earlier userId, so the graph links it
-    as both. It is shown once: as the kind the lead's events carried it as, or as
-    `previous_id` when none did. A value that events carried as both kinds shows both."""
-    kinds: dict[str, list[Any]] = {}
-    for identity in identities:
-        kinds.setdefault(identity["value"], []).append(identity)
-    twice = [value for value, rows in kinds.items() if len(rows) > 1]
-    seen = _kinds_carried(session, lead_id, twice) if twice else {}
-    shown = []
-    for value, rows in kinds.items():
-        if len(rows) == 1:
-            shown.append(dict(rows[0]))
-            continue
-        blocked_at = next((r["blocked_at"] for r in rows if r["blocked_at"]), None)
-        for kind in sorted(seen.get(value) or {"previous_id"}):
-            shown.append({"kind": kind, "value": value, "blocked_at": blocked_at})
-    return sorted(shown, key=lambda identity: (identity["kind"], identity["value"]))
-
-
-def _kinds_carried(session: Session, lead_id: int, values: list[str]) -> dict[str, set[str]]:
-    """Of values, which the lead's signals carried as anonymousId and which as userId."""
-    s = signals_table.c
-    carried: dict[str, set[str]] = {}
-    for kind, column in (("anonymous_id", s.anonymous_id), ("user_id", s.user_id)):
-        found = session.execute(
-            sa.select(column)
-            .distinct()
-            .where(s.account_id == account_id(), s.lead_id == lead_id, column.in_(values))
-        ).scalars()
-        for value in found:
-            carried.setdefault(value, set()).add(kind)
-    return carried
-
-
-def _aggregate(session: Session) -> sa.Select:
-    """Signal count, score and score_recent per lead of the account."""
-    s = signals_table.c
-    dialect = session.get_bind().dialect.name
-    faded = recent_score(
-        dialect, s.score, s.occurred_at, datetime.now(UTC), current_settings().score_window_days
-    )
-    return (
-        sa.select(
-            s.lead_id,
-            sa.func.count().label("signal_count"),
-            sa.func.coalesce(sa.func.sum(s.score), 0).label("score"),
-            sa.func.coalesce(sa.func.sum(faded), 0).label("score_recent"),
-        )
-        .where(s.account_id == account_id(), s.lead_id.is_not(None))
-        .group_by(s.lead_id)
-    )
-
-
-def _totals(session: Session, lead_ids: list[int]) -> dict[int, dict[str, Any]]:
-    """Signal count, score and score_recent of each lead, in one query."""
-    rows = session.execute(
-        _aggregate(session).where(signals_table.c.lead_id.in_(lead_ids))
-    ).mappings()
-    found = {
-        row["lead_id"]: {
-            "signal_count": row["signal_count"],
-            "score": row["score"],
-            "score_recent": round(float(row["score_recent"]), 2),
-        }
-        for row in rows
-    }
-    none = {"signal_count": 0, "score": 0, "score_recent": 0.0}
-    return {lead_id: found.get(lead_id, none) for lead_id in lead_ids}
+    return lead
