@@ -21,11 +21,9 @@ from receiver.config import current_settings
 from receiver.db import get_session
 from receiver.errors import BadRequest, NotFound
 from receiver.events import InvalidEvent
-from receiver.ingest.segment import to_draft
 from receiver.models import Rule, RuleVersion
 from receiver.rules import service, worker
-from receiver.rules.engine import compile_rule, matched_email
-from receiver.rules.preview import estimate
+from receiver.rules.preview import try_rule
 
 blp = Blueprint(
     "rules",
@@ -129,24 +127,20 @@ def cancel_backfill(rule_id: int) -> Rule:
 def preview(data: dict[str, Any]) -> dict[str, Any]:
     """Whether the rule matches the payload and what it extracts; and what it would map among
     the queued signals. Nothing is stored."""
-    rule = compile_rule(data["rule"])
     try:
-        event = to_draft(data["payload"], datetime.now(UTC), current_settings().max_event_bytes)
+        return try_rule(
+            get_session(),
+            account_id(),
+            data["rule"],
+            data["payload"],
+            datetime.now(UTC),
+            current_settings().max_event_bytes,
+        )
     except InvalidEvent as invalid:
         raise BadRequest(
             f"The payload is not an event this receiver stores: {invalid}",
             errors={"payload": [str(invalid)]},
         ) from None
-    matches = rule.matches(event.source, event.event_type, event.event_name, event.payload)
-    match = rule.match(event.payload) if matches else None
-    return {
-        "matches": matches,
-        "mapped_name": match.name if match else None,
-        "score": match.score if match else None,
-        "fields": match.fields if match else {},
-        "email": matched_email(match) if match else None,
-        "queue": estimate(get_session(), account_id(), rule),
-    }
 
 
 def _update(rule_id: int, data: dict[str, Any]) -> Rule:

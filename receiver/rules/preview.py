@@ -2,15 +2,43 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session
 
+from receiver.ingest.segment import to_draft
 from receiver.models import leads_table, queue_table, signals_table
-from receiver.rules.engine import CompiledRule, matched_email
+from receiver.rules.engine import CompiledRule, compile_rule, matched_email
 
 SCAN_LIMIT = 5_000
+
+
+def try_rule(
+    session: Session,
+    account_id: int,
+    rule_data: Mapping[str, Any],
+    payload: Any,
+    now: datetime,
+    max_event_bytes: int,
+) -> dict[str, Any]:
+    """Whether the draft rule matches payload, read as an arriving event, and what it
+    extracts; and what it would map among the queued signals (estimate). Raises
+    events.InvalidEvent for a payload the receiver would not store."""
+    rule = compile_rule(rule_data)
+    event = to_draft(payload, now, max_event_bytes)
+    matches = rule.matches(event.source, event.event_type, event.event_name, event.payload)
+    match = rule.match(event.payload) if matches else None
+    return {
+        "matches": matches,
+        "mapped_name": match.name if match else None,
+        "score": match.score if match else None,
+        "fields": match.fields if match else {},
+        "email": matched_email(match) if match else None,
+        "queue": estimate(session, account_id, rule),
+    }
 
 
 def estimate(session: Session, account_id: int, rule: CompiledRule) -> dict[str, Any]:
