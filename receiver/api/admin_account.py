@@ -3,15 +3,14 @@ identifiers blocked by merge safety."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from flask import Response
 from flask_smorest import Blueprint
-from sqlmodel import col, select
 
-from receiver.accounts import create_api_key
+from receiver import keys
 from receiver.api.admin_auth import account_id, require_admin
 from receiver.api.json_body import require_json_body
 from receiver.api.schemas import (
@@ -26,8 +25,7 @@ from receiver.api.schemas import (
 from receiver.browser import BROWSER
 from receiver.db import get_session
 from receiver.errors import NotFound
-from receiver.models import Account, ApiKey, identities_table, signals_table
-from receiver.store import period_of, used_this_period
+from receiver.models import Account, identities_table, signals_table
 
 blp = Blueprint(
     "account",
@@ -43,27 +41,13 @@ blp.before_request(require_json_body)
 @blp.response(200, UsageSchema)
 def usage() -> dict[str, Any]:
     """Raw signals stored this calendar month (UTC) against the plan's limit."""
-    session = get_session()
-    account = session.get(Account, account_id())
-    assert account is not None
-    now = datetime.now(UTC)
-    start, end = period_of(now)
-    return {
-        "plan": account.plan,
-        "limit": account.signal_limit,
-        "used": used_this_period(session, account_id(), start),
-        "period_start": datetime.combine(start, time(), tzinfo=UTC),
-        "period_end": end,
-    }
+    return keys.usage(get_session(), account_id(), datetime.now(UTC))
 
 
 @blp.route("/keys", methods=["GET"])
 @blp.response(200, KeySchema(many=True))
 def list_keys() -> list[dict[str, Any]]:
-    keys = get_session().exec(
-        select(ApiKey).where(ApiKey.account_id == account_id()).order_by(col(ApiKey.id))
-    )
-    return [_key(key) for key in keys]
+    return keys.list_keys(get_session(), account_id())
 
 
 @blp.route("/keys", methods=["POST"])
@@ -75,7 +59,7 @@ def create_key(args: dict[str, Any]) -> dict[str, Any]:
     "allowed_origins": [...]}` makes a browser key, for Analytics.js in a web page."""
     session = get_session()
     origins = args["allowed_origins"] if args["kind"] == BROWSER else None
-    credential = create_api_key(
+    created = keys.new_key(
         session,
         account_id(),
         datetime.now(UTC),
@@ -83,29 +67,16 @@ def create_key(args: dict[str, Any]) -> dict[str, Any]:
         origins,
         whole_body_signatures=args["whole_body_signatures"],
     )
-    stored = session.exec(
-        select(ApiKey).where(
-            ApiKey.account_id == account_id(), ApiKey.key_hash == credential.digest
-        )
-    ).one()
     session.commit()
-    return {
-        **_key(stored),
-        "api_key": credential.text,
-        "webhook_path": f"/webhook/{credential.text}",
-    }
+    return created
 
 
 @blp.route("/keys/<id:key_id>", methods=["DELETE"])
 @blp.response(204)
 def revoke_key(key_id: int) -> Response:
     session = get_session()
-    key = session.exec(
-        select(ApiKey).where(ApiKey.account_id == account_id(), ApiKey.id == key_id)
-    ).first()
-    if key is None:
+    if not keys.revoke_key(session, account_id(), key_id, datetime.now(UTC)):
         raise NotFound("No such key.")
-    key.revoked_at = key.revoked_at or datetime.now(UTC)
     session.commit()
     return Response(status=204)
 
@@ -171,17 +142,4 @@ def cold_storage() -> dict[str, Any]:
         "retention_days": account.cold_retention_days,
         "oldest_received_at": oldest,
         "next_expiry_at": expires,
-    }
-
-
-def _key(key: ApiKey) -> dict[str, Any]:
-    return {
-        "id": key.id,
-        "prefix": key.prefix,
-        "kind": key.kind,
-        "allowed_origins": key.allowed_origins,
-        "has_secret": key.secret is not None,
-        "whole_body_signatures": key.whole_body_signatures,
-        "created_at": key.created_at,
-        "revoked_at": key.revoked_at,
     }
