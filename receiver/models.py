@@ -350,3 +350,24 @@ class Delivery(SQLModel, table=True):
 
 
 deliveries_table: sa.Table = Delivery.__table__  # type: ignore[attr-defined]
+
+
+class ConsoleSession(SQLModel, table=True):
+    """An admin signed in to the console (receiver/console/sessions.py): the cookie holds the
+    account id and a random session id, of which only the SHA-256 is kept. It lasts while its
+    admin token is live and it is used at least every IDLE of console/sessions.py."""
+
+    __tablename__ = "console_sessions"
+    __table_args__ = (sa.UniqueConstraint("account_id", "session_hash"),)
+
+    account_id: int = Field(sa_column=_account_column())
+    id: int | None = Field(default=None, sa_column=_id_column())
+    admin_token_id: int = Field(sa_type=sa.BigInteger)
+    session_hash: bytes
+    csrf_token: str
+    created_at: datetime = Field(sa_type=Timestamp)
+    last_seen_at: datetime = Field(sa_type=Timestamp)
+    expires_at: datetime = Field(sa_type=Timestamp)
+
+
+console_sessions_table: sa.Table = ConsoleSession.__table__  # type: ignore[attr-defined]
