@@ -11,7 +11,17 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter, Map
 
-from receiver import cli, content_encoding, db, deliveries, errors, logs, request_id, sealing
+from receiver import (
+    cli,
+    console,
+    content_encoding,
+    db,
+    deliveries,
+    errors,
+    logs,
+    request_id,
+    sealing,
+)
 from receiver.api import (
     admin_account,
     admin_deliveries,
@@ -96,6 +106,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     ):
         api.register_blueprint(blueprint)
     app.register_blueprint(health.bp)
+    console.init_app(app)
     cors.init_app(app)
     # After Api(app), which registers error handlers of its own: ours give the JSON shape.
     errors.init_app(app, settings.retry_after_unavailable_s, settings.max_body_bytes)

@@ -232,12 +232,20 @@ def prune(session: Session, account_id: int, before: datetime, keep: int) -> Non
     )
 
 
-def recent(session: Session, account_id: int, since: datetime, limit: int) -> list[sa.RowMapping]:
+def recent(
+    session: Session,
+    account_id: int,
+    since: datetime,
+    limit: int,
+    statuses: tuple[int, int] | None = None,
+) -> list[sa.RowMapping]:
+    """Newest first; with statuses (low, high), only the requests answered low <= status < high."""
     d = deliveries_table.c
+    answered = [d.status >= statuses[0], d.status < statuses[1]] if statuses else []
     return list(
         session.execute(
             sa.select(deliveries_table)
-            .where(d.account_id == account_id, d.received_at >= since)
+            .where(d.account_id == account_id, d.received_at >= since, *answered)
             .order_by(d.id.desc())
             .limit(limit)
         )
