@@ -15,10 +15,8 @@ from __future__ import annotations
 import functools
 import http.server
 import json
-import os
 import shutil
 import subprocess
-import tempfile
 import threading
 import time
 import uuid
@@ -29,39 +27,17 @@ from urllib.parse import urlencode
 
 import pytest
 
+from tests.e2e.chromium import DEADLINE_S, chromium, missing, require_chromium
 from tests.e2e.conftest import Server, cli, create_account, query
 
 BROWSER_DIR = Path(__file__).parent / "browser"
-CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-)
-DEADLINE_S = 20
-
-
-def missing(what: str) -> None:
-    message = f"{what}: the browser tests of tests/e2e/test_browser.py cannot run"
-    if os.environ.get("CI"):
-        pytest.fail(message + " (CI is set: .ci/run installs it)", pytrace=False)
-    print(f"\n\n*** SKIPPING BROWSER TESTS: {message} ***\n")
-    pytest.skip(message)
 
 
 @pytest.fixture(scope="session")
 def analytics_next() -> Path:
     """tests/e2e/browser with its pinned packages installed (CI starts from a fresh clone),
     once Chromium is known to be there too."""
-    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        missing(
-            f"{CHROMIUM} or {CHROMEDRIVER} not found (apt-get install chromium chromium-driver)"
-        )
+    require_chromium()
     npm = shutil.which("npm")
     if npm is None or shutil.which("node") is None:
         missing("node and npm not found on PATH")
@@ -100,26 +76,8 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 @pytest.fixture
 def browser() -> Iterator[Any]:
-    """Debian's headless Chromium, driven by Selenium, with a profile of its own."""
-    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        missing(
-            f"{CHROMIUM} or {CHROMEDRIVER} not found (apt-get install chromium chromium-driver)"
-        )
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    profile = tempfile.mkdtemp(prefix="receiver-chromium-")
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={profile}"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    driver.set_script_timeout(DEADLINE_S)
-    try:
+    with chromium() as driver:
         yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
 
 
 def visit(driver: Any, site: str, **params: str) -> dict[str, Any]:

@@ -1,0 +1,220 @@
+"""The admin console (CONTRACT section 7) in Debian's headless Chromium against gunicorn on
+Postgres: an admin signs in, maps a Signal Queue group with a rule made from it, watches its
+backfill, opens the lead it made, reverts the rule and signs out; a wrong token cannot sign
+in; and one account's console never shows another's data.
+
+Each page is saved as a screenshot, at a laptop's width and at a phone's, into
+CONSOLE_SCREENSHOTS when set, else a temporary folder (printed): they are for looking at."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from tests.e2e.chromium import chromium
+from tests.e2e.conftest import Server, create_account
+
+LAPTOP, PHONE = (1280, 900), (390, 844)
+WAIT_S = 20
+
+
+@pytest.fixture(scope="module")
+def shots() -> Path:
+    folder = Path(os.environ.get("CONSOLE_SCREENSHOTS") or tempfile.mkdtemp(prefix="console-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    print(f"\nconsole screenshots: {folder}")
+    return folder
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    with chromium(LAPTOP) as driver:
+        yield driver
+
+
+def send(server: Server, api_key: str, *events: dict[str, Any]) -> None:
+    answer = requests.post(f"{server.url}/webhook/{api_key}", json=list(events), timeout=10)
+    assert answer.status_code == 200, answer.text
+
+
+def demo_request(email: str, company: str) -> dict[str, Any]:
+    return {
+        "type": "track",
+        "event": "Demo Requested",
+        "anonymousId": f"anon-{uuid.uuid4()}",
+        "messageId": f"msg-{uuid.uuid4()}",
+        "properties": {"email": email, "company": company, "form": "demo"},
+        "timestamp": "2026-11-01T10:00:00.000Z",
+    }
+
+
+class Console:
+    """The console in one browser, with what its tests do there."""
+
+    def __init__(self, driver: Any, server: Server, shots: Path) -> None:
+        self.driver, self.server, self.shots = driver, server, shots
+
+    def open(self, path: str) -> None:
+        self.driver.get(f"{self.server.url}{path}")
+
+    def find(self, css: str) -> Any:
+        from selenium.webdriver.common.by import By
+
+        return self.driver.find_element(By.CSS_SELECTOR, css)
+
+    def text(self) -> str:
+        return self.find("body").text
+
+    def wait_for(self, css: str, text: str) -> None:
+        from selenium.webdriver.common.by import By
+        from selenium.webdriver.support import expected_conditions as ec
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        WebDriverWait(self.driver, WAIT_S).until(
+            ec.text_to_be_present_in_element((By.CSS_SELECTOR, css), text)
+        )
+
+    def sign_in(self, token: str) -> None:
+        self.open("/console/")
+        field = self.find("#admin_token")
+        field.clear()
+        field.send_keys(token)
+        self.find("form button[type=submit]").click()
+
+    def shot(self, name: str) -> None:
+        self.driver.save_screenshot(str(self.shots / f"{name}.png"))
+
+    def full_shot(self, name: str) -> None:
+        """The whole page, as tall as it is, at the window's width."""
+        width = self.driver.get_window_size()["width"]
+        height = self.driver.execute_script("return document.documentElement.scrollHeight")
+        self.driver.set_window_size(width, min(height + 140, 6000))
+        self.shot(name)
+        self.driver.set_window_size(width, LAPTOP[1] if width > 600 else PHONE[1])
+
+    def accept_confirm(self) -> None:
+        self.driver.switch_to.alert.accept()
+
+
+def test_an_admin_maps_the_queue_and_reverts_in_the_console(
+    server: Server, browser: Any, shots: Path
+) -> None:
+    account = create_account(server.database_url)
+    send(
+        server,
+        account["api_key"],
+        demo_request("ada@example.com", "Analytical Engines"),
+        demo_request("grace@example.com", "Compilers Inc"),
+        demo_request("alan@example.com", "Bletchley"),
+        {"type": "page", "name": "Pricing", "anonymousId": "anon-x", "messageId": "m-page"},
+    )
+    console = Console(browser, server, shots)
+
+    console.sign_in("ra_1_not-a-real-token-of-anyone")
+    assert "not a live admin token" in console.text()
+    console.shot("01-sign-in-wrong-token")
+    console.sign_in(account["admin_token"])
+    console.wait_for("h1", "Signal Queue")
+    assert "Demo Requested" in console.text()
+    console.full_shot("02-queue")
+
+    console.find(
+        "a[href*='event_name=Demo+Requested'], a[href*='event_name=Demo%20Requested']"
+    ).click()
+    console.wait_for("#group-count", "3")
+    assert "100%" in console.text()  # every sampled signal has properties.email
+    console.full_shot("03-group")
+
+    console.find("input[name=field][value='properties.form']").click()
+    console.find("#create-rule").click()
+    console.wait_for("h1", "New rule")
+    assert console.find("input[name=field_path][value='properties.form']")
+    console.wait_for("#preview-matches", "3")
+    console.wait_for("#preview-leads", "3")
+    console.full_shot("04-rule-editor-preview")
+    console.find("#save-rule").click()
+    console.wait_for(".notice", "Rule created")
+    console.wait_for("#backfill-status", "done")
+    assert "3" in console.find("#backfill-mapped").text
+    console.full_shot("05-rule-backfill-done")
+    rule_path = browser.current_url.split(server.url, 1)[1].split("?", 1)[0]
+
+    console.find("#priority").clear()
+    console.find("#priority").send_keys("50")
+    console.find("#save-rule").click()
+    console.wait_for(".notice", "Rule saved")
+    console.find("#version-1 button").click()
+    console.wait_for(".notice", "Rule reverted")
+    assert console.find("#priority").get_attribute("value") == "100"
+    assert "Version 3" in console.text()
+    console.full_shot("06-rule-versions-reverted")
+
+    console.open("/console/leads")
+    console.find("#email").send_keys("grace@example.com")
+    console.find("form[role=search] button").click()
+    console.wait_for("h1", "grace@example.com")
+    assert "Demo Requested" in console.find("#timeline").text
+    assert "Compilers Inc" in console.text()
+    console.full_shot("07-lead")
+
+    console.open("/console/deliveries")
+    assert "POST /webhook/" in console.text()
+    console.full_shot("08-deliveries")
+    console.open("/console/account")
+    console.find("#create-key").click()
+    console.wait_for("#new-key", "rk_")
+    console.full_shot("09-usage-and-keys")
+
+    browser.set_window_size(*PHONE)
+    for name, path in (
+        ("queue", "/console/queue"),
+        ("rule", rule_path),
+        ("leads", "/console/leads"),
+    ):
+        console.open(path)
+        console.full_shot(f"10-phone-{name}")
+        overflow = browser.execute_script(
+            "return document.documentElement.scrollWidth - window.innerWidth"
+        )
+        assert overflow <= 0, f"{path} scrolls sideways on a phone by {overflow}px"
+
+    console.find("header form button").click()
+    console.wait_for("h1", "Sign in")
+    console.shot("11-signed-out")
+    console.open("/console/rules")
+    console.wait_for("h1", "Sign in")
+
+
+def test_one_accounts_console_never_shows_anothers_data(
+    server: Server, browser: Any, shots: Path
+) -> None:
+    theirs, mine = create_account(server.database_url), create_account(server.database_url)
+    send(server, theirs["api_key"], demo_request("secret@theirs.example", "Theirs Ltd"))
+    rule = requests.post(
+        f"{server.url}/admin/rules",
+        json={
+            "name": "Their rule",
+            "event_name": "Demo Requested",
+            "fields": {"email": "properties.email"},
+        },
+        headers={"Authorization": f"Bearer {theirs['admin_token']}"},
+        timeout=10,
+    ).json()
+    console = Console(browser, server, shots)
+    console.sign_in(mine["admin_token"])
+    console.wait_for("h1", "Signal Queue")
+    assert "Demo Requested" not in console.text()
+    console.open("/console/rules")
+    assert "Their rule" not in console.text()
+    console.open(f"/console/rules/{rule['id']}")
+    assert "No such rule" in console.text()
+    console.shot("12-another-accounts-rule")
+    console.open("/console/leads?email=secret%40theirs.example")
+    assert "No lead has the email" in console.text()
