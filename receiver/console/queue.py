@@ -13,7 +13,7 @@ from receiver.console.auth import account_id
 from receiver.console.blueprint import bp
 from receiver.db import get_session
 from receiver.errors import NotFound
-from receiver.rules import queue
+from receiver.rules import queue, samples
 
 PER_PAGE = 50
 # The shares of paths are counted over the group's newest SAMPLE_SIGNALS queued signals found
@@ -37,7 +37,7 @@ def group_page() -> Any:
     group = queue.get_group(session, account_id(), *key)
     if group is None:
         raise NotFound("This group is not in the Signal Queue (any more): a rule may map it now.")
-    payloads = queue.newest_payloads(
+    payloads = samples.newest_queued(
         session, account_id(), *key, limit=SAMPLE_SIGNALS, window=SAMPLE_WINDOW
     )
     nodes = payload_tree.tree(group["sample"])

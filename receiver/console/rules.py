@@ -18,13 +18,14 @@ from receiver.console import payload_tree, rule_diff, rule_form
 from receiver.console.args import notice
 from receiver.console.auth import account_id
 from receiver.console.blueprint import bp
-from receiver.console.queue import group_key
+from receiver.console.queue import SAMPLE_WINDOW, group_key
 from receiver.db import get_session
 from receiver.errors import NotFound, Unprocessable
 from receiver.events import InvalidEvent
 from receiver.models import Rule
-from receiver.rules import queue, service, worker
-from receiver.rules.preview import try_rule
+from receiver.rules import queue, samples, service, worker
+from receiver.rules.engine import compile_rule
+from receiver.rules.preview import estimate, try_rule
 
 _FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
@@ -49,7 +50,7 @@ def new_rule_page() -> Any:
         if path not in fields.values():
             fields[_field_name(path, fields)] = path
     rule["fields"] = fields
-    sample = group["sample"] if group else {}
+    sample = group["sample"] if group else ""
     return _editor(None, rule_form.draft_of(rule), sample)
 
 
@@ -106,9 +107,11 @@ def preview_rule() -> Any:
     draft = rule_form.draft_of(raw, errors)
     sample_text = _sample_text()
     result, problem = None, None
-    if data is not None:
+    if data is not None and not sample_text.strip():
+        result = {"queue": estimate(get_session(), account_id(), compile_rule(data))}
+    elif data is not None:
         try:
-            sample = exact_json.loads(sample_text or "{}")
+            sample = exact_json.loads(sample_text)
             result = try_rule(
                 get_session(),
                 account_id(),
@@ -226,13 +229,17 @@ def _definition(rule: Rule) -> dict[str, Any]:
 
 
 def _sample_of(rule: Rule) -> Any:
-    """The sample of the queue group the rule names, if it names one that is queued."""
+    """An event to try the rule on: the newest it mapped, else the sample of the queue group
+    it names, else none."""
+    assert rule.id is not None
+    session = get_session()
+    mapped = samples.newest_mapped(session, account_id(), rule.id, SAMPLE_WINDOW)
+    if mapped is not None:
+        return mapped
     if rule.source is None:
-        return {}
-    group = queue.get_group(
-        get_session(), account_id(), rule.source, rule.event_type, rule.event_name
-    )
-    return group["sample"] if group else {}
+        return ""
+    group = queue.get_group(session, account_id(), rule.source, rule.event_type, rule.event_name)
+    return group["sample"] if group else ""
 
 
 def _sample_text() -> str:

@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from receiver.models import queue_table, signals_table
+from receiver.models import queue_table
 from receiver.rules.paths import MISSING, resolve
 
 # Where each lead field is found, per Segment call, first path first. An identify's traits
@@ -86,42 +86,6 @@ def get_group(
         .first()
     )
     return None if row is None else _group(row)
-
-
-def newest_payloads(
-    session: Session,
-    account_id: int,
-    source: str,
-    event_type: str | None,
-    event_name: str | None,
-    limit: int,
-    window: int,
-) -> list[Any]:
-    """Payloads of up to `limit` of the group's newest queued signals, found among the
-    account's `window` newest queued signals: a bounded read (the unmapped-signals index,
-    newest first) however many signals the account has, at the price of finding fewer, or
-    none, of a group that has had nothing recent."""
-    s = signals_table.c
-    recent = (
-        sa.select(s.id, s.source, s.event_type, s.event_name, s.payload)
-        .where(s.account_id == account_id, s.rule_id.is_(None))
-        .order_by(s.id.desc())
-        .limit(window)
-        .subquery()
-    )
-    r = recent.c
-    return list(
-        session.execute(
-            sa.select(r.payload)
-            .where(
-                r.source == source,
-                r.event_type.is_(None) if event_type is None else r.event_type == event_type,
-                r.event_name.is_(None) if event_name is None else r.event_name == event_name,
-            )
-            .order_by(r.id.desc())
-            .limit(limit)
-        ).scalars()
-    )
 
 
 def _group(row: Any) -> dict[str, Any]:

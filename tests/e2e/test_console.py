@@ -44,13 +44,17 @@ def send(server: Server, api_key: str, *events: dict[str, Any]) -> None:
     assert answer.status_code == 200, answer.text
 
 
-def demo_request(email: str, company: str) -> dict[str, Any]:
+def demo_request(email: str, company: str | None = None) -> dict[str, Any]:
+    properties = {"email": email, "form": "demo"}
+    if company is not None:
+        properties["company"] = company
     return {
         "type": "track",
         "event": "Demo Requested",
         "anonymousId": f"anon-{uuid.uuid4()}",
         "messageId": f"msg-{uuid.uuid4()}",
-        "properties": {"email": email, "company": company, "form": "demo"},
+        "properties": properties,
+        "context": {"page": {"url": "https://example.com/demo", "title": "Book a demo"}},
         "timestamp": "2026-11-01T10:00:00.000Z",
     }
 
@@ -112,9 +116,11 @@ def test_an_admin_maps_the_queue_and_reverts_in_the_console(
         account["api_key"],
         demo_request("ada@example.com", "Analytical Engines"),
         demo_request("grace@example.com", "Compilers Inc"),
-        demo_request("alan@example.com", "Bletchley"),
+        demo_request("alan@example.com"),
         {"type": "page", "name": "Pricing", "anonymousId": "anon-x", "messageId": "m-page"},
     )
+    refused = requests.post(f"{server.url}/webhook/{account['api_key']}", data=b"{", timeout=10)
+    assert refused.status_code == 400
     console = Console(browser, server, shots)
 
     console.sign_in("ra_1_not-a-real-token-of-anyone")
@@ -129,7 +135,9 @@ def test_an_admin_maps_the_queue_and_reverts_in_the_console(
         "a[href*='event_name=Demo+Requested'], a[href*='event_name=Demo%20Requested']"
     ).click()
     console.wait_for("#group-count", "3")
-    assert "100%" in console.text()  # every sampled signal has properties.email
+    # Every sampled signal has properties.email; two of the three have a company.
+    assert "100%" in console.find("li:has(input[value='properties.email'])").text
+    assert "67%" in console.find("li:has(input[value='properties.company'])").text
     console.full_shot("03-group")
 
     console.find("input[name=field][value='properties.form']").click()
@@ -154,6 +162,7 @@ def test_an_admin_maps_the_queue_and_reverts_in_the_console(
     console.wait_for(".notice", "Rule reverted")
     assert console.find("#priority").get_attribute("value") == "100"
     assert "Version 3" in console.text()
+    console.wait_for("#preview", "Over the queue")
     console.full_shot("06-rule-versions-reverted")
 
     console.open("/console/leads")
@@ -166,7 +175,14 @@ def test_an_admin_maps_the_queue_and_reverts_in_the_console(
 
     console.open("/console/deliveries")
     assert "POST /webhook/" in console.text()
+    console.find("#deliveries details summary").click()
     console.full_shot("08-deliveries")
+    console.find("a[href$='status=4xx']").click()
+    console.wait_for("#deliveries", "400")
+    answered = console.driver.find_elements(
+        "css selector", "#deliveries > tbody > tr > td.num .status"
+    )
+    assert answered and {cell.text for cell in answered} == {"400"}
     console.open("/console/account")
     console.find("#create-key").click()
     console.wait_for("#new-key", "rk_")
@@ -179,6 +195,7 @@ def test_an_admin_maps_the_queue_and_reverts_in_the_console(
         ("leads", "/console/leads"),
     ):
         console.open(path)
+        console.shot(f"10-phone-{name}-top")
         console.full_shot(f"10-phone-{name}")
         overflow = browser.execute_script(
             "return document.documentElement.scrollWidth - window.innerWidth"
