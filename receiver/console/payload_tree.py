@@ -29,10 +29,10 @@ class Node:
 
 def tree(payload: Any) -> list[Node]:
     """The payload's paths in document order, parents before their children."""
-    return list(_walk(payload, "", 0))
+    return list(_walk(payload, "", 0, True))
 
 
-def _walk(value: Any, prefix: str, depth: int) -> Iterator[Node]:
+def _walk(value: Any, prefix: str, depth: int, pickable: bool) -> Iterator[Node]:
     if depth >= MAX_DEPTH:
         return
     if isinstance(value, dict):
@@ -43,8 +43,10 @@ def _walk(value: Any, prefix: str, depth: int) -> Iterator[Node]:
         return
     for key, child in children:
         path = f"{prefix}.{key}" if prefix else key
-        yield Node(path, key, depth, _kind(child), _leaf(child), is_valid_path(path))
-        yield from _walk(child, path, depth + 1)
+        # A key holding a dot would read as two segments: no rule path reaches it or below.
+        reachable = pickable and "." not in key and is_valid_path(path)
+        yield Node(path, key, depth, _kind(child), _leaf(child), reachable)
+        yield from _walk(child, path, depth + 1, reachable)
 
 
 def shares(payloads: Sequence[Any], paths: Sequence[str]) -> dict[str, float]:
