@@ -28,12 +28,14 @@ VIEWS = (
     "cold_storage",
     "blocked_identifiers",
     "message_id_conflicts",
+    "unlinked_identifiers",
 )
 # The tables the views read, each with the column that names its account.
 VIEW_TABLES = {
     "signals": "account_id",
     "leads": "account_id",
     "identities": "account_id",
+    "identity_unlinks": "account_id",
     "accounts": "id",
 }
 POLICY = "receiver_analyst_accounts"

@@ -187,6 +187,14 @@ def get_session() -> Session:
     return g.session
 
 
+def run_view_transaction(work: Callable[[Session], T]) -> T:
+    """run_transaction for a view whose request session has read already (the admin token):
+    that session's transaction ends first, since on SQLite it holds the one write lock."""
+    if "session" in g:
+        g.session.commit()
+    return run_transaction(engine_of(current_app), work)
+
+
 def _close_session(_error: BaseException | None = None) -> None:
     session = g.pop("session", None)
     if session is not None:
@@ -225,7 +233,7 @@ def upgrade_schema(
         echo(f"schema: at revision {revision}")
         views = (
             "views: signal_feed, lead_summary, cold_storage, blocked_identifiers, "
-            "message_id_conflicts (re)created"
+            "message_id_conflicts, unlinked_identifiers (re)created"
         )
         if connection.dialect.name == "postgresql":
             connection.exec_driver_sql(sql_file("views.sql"))

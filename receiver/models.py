@@ -222,6 +222,33 @@ class Identity(SQLModel, table=True):
     updated_at: datetime = Field(sa_type=Timestamp)
 
 
+class IdentityUnlink(SQLModel, table=True):
+    """An identifier an admin unlinked from a lead: it never joins that lead again
+    (CONTRACT section 6)."""
+
+    __tablename__ = "identity_unlinks"
+
+    account_id: int = Field(sa_column=_account_column())
+    kind: str = Field(primary_key=True)
+    value: str = Field(primary_key=True)
+    lead_id: int = Field(sa_type=sa.BigInteger, primary_key=True)
+    unlinked_at: datetime = Field(sa_type=Timestamp)
+    signals_moved: int = Field(default=0, sa_type=sa.BigInteger)
+
+
+class LeadEmail(SQLModel, table=True):
+    """An email that names a lead besides its own: the email of a lead merged into it. Events
+    with it go to that lead, and finding a lead by it finds that lead."""
+
+    __tablename__ = "lead_emails"
+    __table_args__ = (sa.Index("ix_lead_emails_lead", "account_id", "lead_id"),)
+
+    account_id: int = Field(sa_column=_account_column())
+    email: str = Field(primary_key=True)
+    lead_id: int = Field(sa_type=sa.BigInteger)
+    created_at: datetime = Field(sa_type=Timestamp)
+
+
 class Company(SQLModel, table=True):
     """A Segment group, with its traits."""
 
@@ -321,6 +348,8 @@ leads_table: sa.Table = Lead.__table__  # type: ignore[attr-defined]
 identities_table: sa.Table = Identity.__table__  # type: ignore[attr-defined]
 clusters_table: sa.Table = IdentityCluster.__table__  # type: ignore[attr-defined]
 companies_table: sa.Table = Company.__table__  # type: ignore[attr-defined]
+unlinks_table: sa.Table = IdentityUnlink.__table__  # type: ignore[attr-defined]
+lead_emails_table: sa.Table = LeadEmail.__table__  # type: ignore[attr-defined]
 rules_table: sa.Table = Rule.__table__  # type: ignore[attr-defined]
 rule_versions_table: sa.Table = RuleVersion.__table__  # type: ignore[attr-defined]
 queue_table: sa.Table = QueueGroup.__table__  # type: ignore[attr-defined]

@@ -299,6 +299,13 @@ class IdentitySchema(Schema):
     blocked_at = UtcDateTime(allow_none=True)
 
 
+class UnlinkedSchema(Schema):
+    kind = f.String()
+    value = f.String()
+    unlinked_at = UtcDateTime()
+    signals_moved = f.Integer()
+
+
 class LeadSignalSchema(Schema):
     id = f.Integer()
     source = f.String()
@@ -314,6 +321,7 @@ class LeadSignalSchema(Schema):
     occurred_at = UtcDateTime()
     received_at = UtcDateTime()
     linked_by_signal_id = f.Integer(allow_none=True)
+    linked_at = UtcDateTime(allow_none=True)
     payload = f.Dict()
 
 
@@ -339,6 +347,13 @@ class LeadSchema(Schema):
         }
     )
     identities = f.List(f.Nested(IdentitySchema))
+    merged_emails = f.List(
+        f.String(), metadata={"description": "Emails of leads merged into this one: they name it."}
+    )
+    unlinked = f.List(
+        f.Nested(UnlinkedSchema),
+        metadata={"description": "Identifiers unlinked from this lead: they never join it again."},
+    )
     signals = f.List(f.Nested(LeadSignalSchema))
 
 
@@ -346,7 +361,26 @@ class LeadListSchema(Schema):
     total = f.Integer()
     page = f.Integer()
     per_page = f.Integer()
-    leads = f.List(f.Nested(LeadSchema(exclude=("identities", "signals"))))
+    leads = f.List(
+        f.Nested(LeadSchema(exclude=("identities", "merged_emails", "unlinked", "signals")))
+    )
+
+
+class UnlinkSchema(Schema):
+    kind = f.String(required=True, validate=OneOf(["anonymous_id", "user_id"]))
+    value = f.String(required=True, validate=Length(1, 1000))
+
+
+class UnlinkedAnswerSchema(Schema):
+    lead_id = f.Integer()
+    kind = f.String()
+    value = f.String()
+    signals_moved = f.Integer()
+
+
+class MergeSchema(Schema):
+    from_ = f.Integer(required=True, data_key="from", validate=Range(1, 2**63 - 1))
+    into = f.Integer(required=True, validate=Range(1, 2**63 - 1))
 
 
 class ColdStorageSchema(Schema):

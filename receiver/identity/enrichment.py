@@ -26,6 +26,19 @@ def merge_traits(
     return traits, stamps
 
 
+def merge_stamped(
+    current: dict[str, Any], times: dict[str, str], incoming: dict[str, Any], at: dict[str, str]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Two leads' traits merged key by key, each stamped with the event time that set it: the
+    later one wins (a trait without a stamp is older than any)."""
+    traits, stamps = dict(current), dict(times)
+    for key, value in incoming.items():
+        stamp = at.get(key, "")
+        if value is not None and (key not in traits or stamps.get(key, "") < stamp):
+            traits[key], stamps[key] = value, stamp
+    return traits, stamps
+
+
 def lead_fields(traits: dict[str, Any]) -> dict[str, str | None]:
     """The lead's columns as its merged traits give them."""
     values: dict[str, Any] = {field: None for field in LEAD_FIELDS}

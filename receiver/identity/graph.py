@@ -28,7 +28,14 @@ from receiver.identity.replay import (
     LeadTraits,
     Rehydration,
 )
-from receiver.models import clusters_table, identities_table, leads_table, signals_table
+from receiver.models import (
+    clusters_table,
+    identities_table,
+    lead_emails_table,
+    leads_table,
+    signals_table,
+    unlinks_table,
+)
 from receiver.store import upsert
 
 
@@ -80,7 +87,7 @@ def load(
             _LEADS, {"account_id": account_id, "emails": emails, "ids": sorted(graph.lead_clusters)}
         )
         for row in rows:
-            by_email[row.email] = row.id
+            by_email[row.named_by] = row.id
             traits[row.id] = LeadTraits(dict(row.traits), dict(row.trait_times), row.company)
             if row.cluster_id is not None:
                 graph.lead_clusters[row.id] = row.cluster_id
@@ -89,11 +96,21 @@ def load(
 
 
 def add_identifiers(graph: Graph, rows: Iterable[Any]) -> None:
-    """Identity rows (kind, value, cluster_id, lead_id, blocked_at, lead_history, linked_by)
-    into the graph."""
+    """Identity rows (kind, value, cluster_id, lead_id, blocked_at, lead_history, linked_by,
+    unlinked_lead) into the graph: an identifier unlinked from several leads comes once for
+    each."""
     for row in rows:
-        graph.identifiers[(row.kind, row.value)] = Identifier(
-            row.cluster_id, list(row.lead_history), row.blocked_at is not None, row.linked_by
+        key = (row.kind, row.value)
+        unlinked = frozenset() if row.unlinked_lead is None else frozenset({row.unlinked_lead})
+        if key in graph.identifiers:
+            graph.identifiers[key].unlinked |= unlinked
+            continue
+        graph.identifiers[key] = Identifier(
+            row.cluster_id,
+            list(row.lead_history),
+            row.blocked_at is not None,
+            row.linked_by,
+            unlinked,
         )
         graph.cluster_leads[row.cluster_id] = row.lead_id
         if row.lead_id is not None:
@@ -105,7 +122,7 @@ def lookup(session: Session, account_id: int, keys: Iterable[Key]) -> Graph:
     return load(session, account_id, keys, (), 0, whole_clusters=False)[0]
 
 
-def _identity_columns() -> tuple[Any, ...]:
+def _identity_columns(unlinked: Any = None) -> tuple[Any, ...]:
     i, c = identities_table.c, clusters_table.c
     return (
         i.kind,
@@ -115,6 +132,7 @@ def _identity_columns() -> tuple[Any, ...]:
         i.blocked_at,
         i.lead_history,
         i.linked_by_signal_id.label("linked_by"),
+        (unlinked if unlinked is not None else sa.null()).label("unlinked_lead"),
     )
 
 
@@ -139,41 +157,66 @@ _LOOKUP = _with_cluster(sa.select(*_identity_columns())).where(_of_keys())
 # that it is prepared once (ingest/plain.py sends it in a pipeline, on the driver).
 LOOKUP_SQL = """
     SELECT i.kind, i.value, i.cluster_id, c.lead_id, i.blocked_at, i.lead_history,
-           i.linked_by_signal_id AS linked_by
+           i.linked_by_signal_id AS linked_by, NULL::bigint AS unlinked_lead
     FROM identities AS i
     JOIN identity_clusters AS c ON c.account_id = i.account_id AND c.id = i.cluster_id
     WHERE i.account_id = %(account_id)s
       AND ((i.kind = 'anonymous_id' AND i.value = ANY(%(anonymous)s::varchar[]))
            OR (i.kind = 'user_id' AND i.value = ANY(%(users)s::varchar[])))
 """
-_REACH = _with_cluster(sa.select(*_identity_columns())).where(
-    identities_table.c.account_id == sa.bindparam("account_id"),
-    identities_table.c.cluster_id.in_(
-        sa.select(identities_table.c.cluster_id).where(_of_keys()).scalar_subquery()
-    ),
-)
 
 
-def _leads_statement() -> sa.Select:
-    lead, c = leads_table.c, clusters_table.c
+def _reach() -> sa.Select:
+    """Every identifier of the keys' clusters, with the leads each was unlinked from: what
+    identity events may link or merge (placing a plain event needs no unlinks: an unlinked
+    identifier has left the lead's cluster)."""
+    i, u = identities_table.c, unlinks_table.c
+    unlinked = sa.and_(u.account_id == i.account_id, u.kind == i.kind, u.value == i.value)
     return (
-        sa.select(
+        _with_cluster(sa.select(*_identity_columns(u.lead_id)))
+        .outerjoin(unlinks_table, unlinked)
+        .where(
+            i.account_id == sa.bindparam("account_id"),
+            i.cluster_id.in_(sa.select(i.cluster_id).where(_of_keys()).scalar_subquery()),
+        )
+    )
+
+
+_REACH = _reach()
+
+
+def _leads_statement() -> sa.CompoundSelect:
+    """The leads of the emails (their own, or an email merged into them: `named_by`) and of
+    the ids, with their clusters."""
+    lead, c, e = leads_table.c, clusters_table.c, lead_emails_table.c
+
+    def with_cluster(named_by: Any) -> sa.Select:
+        return sa.select(
             lead.id,
             lead.email,
             lead.traits,
             lead.trait_times,
             lead.company,
             c.id.label("cluster_id"),
-        )
-        .outerjoin(clusters_table, sa.and_(c.account_id == lead.account_id, c.lead_id == lead.id))
+            named_by.label("named_by"),
+        ).outerjoin(clusters_table, sa.and_(c.account_id == lead.account_id, c.lead_id == lead.id))
+
+    own = with_cluster(lead.email).where(
+        lead.account_id == sa.bindparam("account_id"),
+        sa.or_(
+            lead.email.in_(sa.bindparam("emails", expanding=True)),
+            lead.id.in_(sa.bindparam("ids", expanding=True)),
+        ),
+    )
+    merged = (
+        with_cluster(e.email)
+        .join(lead_emails_table, sa.and_(e.account_id == lead.account_id, e.lead_id == lead.id))
         .where(
             lead.account_id == sa.bindparam("account_id"),
-            sa.or_(
-                lead.email.in_(sa.bindparam("emails", expanding=True)),
-                lead.id.in_(sa.bindparam("ids", expanding=True)),
-            ),
+            e.email.in_(sa.bindparam("emails", expanding=True)),
         )
     )
+    return sa.union_all(own, merged)
 
 
 _LEADS = _leads_statement()

@@ -9,7 +9,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from receiver.models import companies_table, leads_table, signals_table
+from receiver.models import (
+    companies_table,
+    lead_emails_table,
+    leads_table,
+    signals_table,
+    unlinks_table,
+)
 from receiver.store import GroupKey, group_key, upsert
 
 
@@ -141,6 +147,20 @@ def forget(
         group_key(r.source, r.event_type, r.event_name) for r in deleted if r.rule_id is None
     ]
     if lead_id is not None:
-        c = leads_table.c
+        c, e, u = leads_table.c, lead_emails_table.c, unlinks_table.c
         session.execute(sa.delete(leads_table).where(c.account_id == account_id, c.id == lead_id))
+        session.execute(
+            sa.delete(lead_emails_table).where(e.account_id == account_id, e.lead_id == lead_id)
+        )
+        session.execute(
+            sa.delete(unlinks_table).where(u.account_id == account_id, u.lead_id == lead_id)
+        )
     return unmapped
+
+
+def lead_ids_by_email(session: Session, account_id: int, emails: Sequence[str]) -> dict[str, int]:
+    """The lead each email names: its own, or the one a lead with it was merged into."""
+    c, e = leads_table.c, lead_emails_table.c
+    own = sa.select(c.email, c.id).where(c.account_id == account_id, c.email.in_(emails))
+    merged = sa.select(e.email, e.lead_id).where(e.account_id == account_id, e.email.in_(emails))
+    return {email: lead_id for email, lead_id in session.execute(sa.union_all(own, merged))}

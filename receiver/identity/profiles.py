@@ -10,21 +10,27 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session
 
+from receiver.identity import leads
 from receiver.identity.identifiers import normalise_email
-from receiver.models import clusters_table, identities_table, leads_table, signals_table
+from receiver.models import (
+    clusters_table,
+    identities_table,
+    lead_emails_table,
+    leads_table,
+    signals_table,
+    unlinks_table,
+)
 from receiver.scoring import recent_score
 
 ORDERS = ("last_seen", "score")
 
 
 def lead_id_for_email(session: Session, account_id: int, email: str) -> int | None:
+    """The lead the email names: its own, or one it was merged into."""
     normalised = normalise_email(email)
     if not normalised:
         return None
-    l = leads_table.c  # noqa: E741
-    return session.execute(
-        sa.select(l.id).where(l.account_id == account_id, l.email == normalised)
-    ).scalar()
+    return leads.lead_ids_by_email(session, account_id, [normalised]).get(normalised)
 
 
 def list_leads(
@@ -99,7 +105,23 @@ def lead_detail(
     )
     totals = _totals(session, account_id, [lead["id"]], window_days)[lead["id"]]
     shown = _each_identifier_once(session, account_id, lead["id"], identities)
-    return {**lead, **totals, "identities": shown, "signals": signals}
+    e, u = lead_emails_table.c, unlinks_table.c
+    merged = session.execute(
+        sa.select(e.email).where(e.account_id == account_id, e.lead_id == lead_id).order_by(e.email)
+    ).scalars()
+    unlinked = session.execute(
+        sa.select(u.kind, u.value, u.unlinked_at, u.signals_moved)
+        .where(u.account_id == account_id, u.lead_id == lead_id)
+        .order_by(u.unlinked_at, u.kind, u.value)
+    ).mappings()
+    return {
+        **lead,
+        **totals,
+        "identities": shown,
+        "merged_emails": list(merged),
+        "unlinked": [dict(row) for row in unlinked],
+        "signals": signals,
+    }
 
 
 def _each_identifier_once(

@@ -31,6 +31,7 @@ class Identifier:
     lead_history: list[int]
     blocked: bool = False
     linked_by: int | None = None
+    unlinked: frozenset[int] = frozenset()  # leads an admin unlinked it from: never again
     changed: bool = False  # to be written back
     blocked_now: bool = False  # blocked by this body (blocked_at is set on write)
 
@@ -97,6 +98,7 @@ class Graph:
         if not keys and lead_id is None:
             return None
         lead_id = lead_id if lead_id is not None else self.lead_of(keys)
+        keys = [k for k in keys if not self.unlinked_from(k, lead_id)]
         target = self._target_cluster(keys, lead_id)
         for key in keys:
             entry = self.known(key)
@@ -110,6 +112,10 @@ class Graph:
             else:
                 self._move(key, entry, target, lead_id, cause)
         return target, lead_id
+
+    def unlinked_from(self, key: Key, lead_id: int | None) -> bool:
+        entry = self.known(key)
+        return entry is not None and lead_id is not None and lead_id in entry.unlinked
 
     def _target_cluster(self, keys: Sequence[Key], lead_id: int | None) -> int:
         if lead_id is not None:
@@ -131,13 +137,20 @@ class Graph:
         return cluster
 
     def _merge_cluster(self, source: int, target: int, lead_id: int | None) -> None:
-        """Every identifier of a cluster without a lead moves into target; identifiers of a
-        cluster without a lead were never on one, so the lead is their first."""
-        for entry in self.identifiers.values():
-            if entry.cluster == source:
-                entry.cluster, entry.changed = target, True
-                if lead_id is not None:
-                    entry.lead_history = [lead_id]
+        """Every identifier of a cluster without a lead moves into target, but those unlinked
+        from its lead, which stay behind."""
+        stays = False
+        for key, entry in self.identifiers.items():
+            if entry.cluster != source:
+                continue
+            if self.unlinked_from(key, lead_id):
+                stays = True
+                continue
+            entry.cluster, entry.changed = target, True
+            if lead_id is not None and lead_id not in entry.lead_history:
+                entry.lead_history = [*entry.lead_history, lead_id]
+        if stays:
+            return
         self.cluster_leads.pop(source, None)
         if source in self.new_clusters:
             del self.new_clusters[source]

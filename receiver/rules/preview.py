@@ -9,8 +9,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session
 
+from receiver.identity.leads import lead_ids_by_email
 from receiver.ingest.segment import to_draft
-from receiver.models import leads_table, queue_table, signals_table
+from receiver.models import queue_table, signals_table
 from receiver.rules.engine import CompiledRule, compile_rule, matched_email
 
 SCAN_LIMIT = 5_000
@@ -73,15 +74,7 @@ def estimate(session: Session, account_id: int, rule: CompiledRule) -> dict[str,
         if rule.matches(r.source, r.event_type, r.event_name, r.payload)
     ]
     emails = {e for m in matched if (e := matched_email(m)) is not None}
-    known = set()
-    if emails:
-        known = set(
-            session.execute(
-                sa.select(leads_table.c.email).where(
-                    leads_table.c.account_id == account_id, leads_table.c.email.in_(emails)
-                )
-            ).scalars()
-        )
+    known = set(lead_ids_by_email(session, account_id, sorted(emails))) if emails else set()
     return {
         "candidates": int(candidates),
         "scanned": len(rows),

@@ -86,6 +86,14 @@ SELECT account_id, kind, value, json_array_length(lead_history) AS leads_linked,
 FROM identities
 WHERE blocked_at IS NOT NULL;
 
+-- Identifiers an admin unlinked from a lead (POST /admin/leads/<id>/unlink): they never join it
+-- again.
+DROP VIEW IF EXISTS unlinked_identifiers;
+CREATE VIEW unlinked_identifiers AS
+SELECT u.account_id, u.lead_id, l.email, u.kind, u.value, u.unlinked_at, u.signals_moved
+FROM identity_unlinks u
+LEFT JOIN leads l ON l.account_id = u.account_id AND l.id = u.lead_id;
+
 -- One messageId that arrived with different content: both are stored, and shown here.
 DROP VIEW IF EXISTS message_id_conflicts;
 CREATE VIEW message_id_conflicts AS

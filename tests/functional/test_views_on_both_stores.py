@@ -19,7 +19,7 @@ from tests.functional.test_identity import send
 from tests.functional.test_webhook import BOTH_STORES
 
 VIEWS = ("signal_feed", "lead_summary", "cold_storage", "blocked_identifiers")
-VIEWS += ("message_id_conflicts",)
+VIEWS += ("message_id_conflicts", "unlinked_identifiers")
 EXAMPLES = REPO_ROOT / "sql" / "examples"
 
 
