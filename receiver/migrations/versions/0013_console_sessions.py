@@ -5,7 +5,7 @@ once, and no signing key is needed. The cookie holds the session's account id an
 id; only the id's SHA-256 is stored, as for credentials.
 
 Revision ID: 0013
-Revises: 0011
+Revises: 0012
 """
 
 import sqlalchemy as sa
@@ -14,7 +14,7 @@ from alembic import op
 from receiver.migrations.shapes import TS, create_account_scoped_table
 
 revision = "0013"
-down_revision = "0011"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
