@@ -5,20 +5,25 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
-from flask import current_app, redirect, render_template, request, url_for
+from flask import redirect, render_template, request, url_for
+from marshmallow import ValidationError
+from werkzeug.wrappers import Response as BaseResponse
 
+from receiver.api.schemas import UnlinkSchema
 from receiver.config import current_settings
 from receiver.console.args import int_arg, notice
 from receiver.console.auth import account_id
 from receiver.console.blueprint import bp
-from receiver.db import get_session
-from receiver.errors import NotFound
-from receiver.identity import profiles
+from receiver.db import get_session, run_view_transaction
+from receiver.errors import BadRequest, NotFound
+from receiver.identity import lifecycle, profiles
 
 PER_PAGE = 50
 TIMELINE_PAGE = 50
+UNLINK = UnlinkSchema()
 LEAD_FIELDS = ("email", "name", "first_name", "last_name", "company", "title", "group_id")
 
 
@@ -67,9 +72,28 @@ def lead_page(lead_id: int) -> Any:
         older=older,
         paged=before is not None,
         notice=notice(),
-        moved=request.args.get("moved"),
-        can_unlink="console.unlink" in current_app.view_functions,
+        moved=int_arg("moved", -1, 0, 10**12) if request.args.get("done") == "unlinked" else -1,
     )
+
+
+@bp.route("/leads/<id:lead_id>/unlink", methods=["POST"])
+def unlink(lead_id: int) -> BaseResponse:
+    """The JSON API's unlink (CONTRACT section 6), in the same retried transaction."""
+    try:
+        args = UNLINK.load({"kind": request.form.get("kind"), "value": request.form.get("value")})
+    except ValidationError as invalid:
+        raise BadRequest(f"Not an identifier to unlink: {invalid.normalized_messages()}") from None
+    work = partial(
+        lifecycle.unlink,
+        account_id=account_id(),
+        lead_id=lead_id,
+        kind=args["kind"],
+        value=args["value"],
+        now=datetime.now(UTC),
+    )
+    done = run_view_transaction(work)
+    moved = done["signals_moved"]
+    return redirect(url_for("console.lead_page", lead_id=lead_id, done="unlinked", moved=moved))
 
 
 def _cursor(text: str) -> tuple[datetime, int] | None:

@@ -1,7 +1,7 @@
 """The admin console (CONTRACT section 7) in Debian's headless Chromium against gunicorn on
 Postgres: an admin signs in, maps a Signal Queue group with a rule made from it, watches its
-backfill, opens the lead it made, reverts the rule and signs out; a wrong token cannot sign
-in; and one account's console never shows another's data.
+backfill, reverts the rule, opens a lead the rule made and unlinks its anonymousId, and signs
+out; a wrong token cannot sign in; and one account's console never shows another's data.
 
 Each page is saved as a screenshot, at a laptop's width and at a phone's, into
 CONSOLE_SCREENSHOTS when set, else a temporary folder (printed): they are for looking at."""
@@ -135,6 +135,7 @@ def test_an_admin_maps_the_queue_and_reverts_in_the_console(
         "a[href*='event_name=Demo+Requested'], a[href*='event_name=Demo%20Requested']"
     ).click()
     console.wait_for("#group-count", "3")
+    group_path = browser.current_url.split(server.url, 1)[1]
     # Every sampled signal has properties.email; two of the three have a company.
     assert "100%" in console.find("li:has(input[value='properties.email'])").text
     assert "67%" in console.find("li:has(input[value='properties.company'])").text
@@ -150,7 +151,7 @@ def test_an_admin_maps_the_queue_and_reverts_in_the_console(
     console.find("#save-rule").click()
     console.wait_for(".notice", "Rule created")
     console.wait_for("#backfill-status", "done")
-    assert "3" in console.find("#backfill-mapped").text
+    console.wait_for("#backfill-mapped", "3")
     console.full_shot("05-rule-backfill-done")
     rule_path = browser.current_url.split(server.url, 1)[1].split("?", 1)[0]
 
@@ -169,9 +170,18 @@ def test_an_admin_maps_the_queue_and_reverts_in_the_console(
     console.find("#email").send_keys("grace@example.com")
     console.find("form[role=search] button").click()
     console.wait_for("h1", "grace@example.com")
+    lead_path = browser.current_url.split(server.url, 1)[1]
     assert "Demo Requested" in console.find("#timeline").text
     assert "Compilers Inc" in console.text()
     console.full_shot("07-lead")
+    anonymous_id = console.find("#identifiers input[name=value]").get_attribute("value")
+    console.find("#identifiers button").click()
+    console.accept_confirm()
+    console.wait_for(".notice", "Identifier unlinked")
+    # Its one signal carries the lead's email too: it stays on the lead.
+    assert "0 signals went back" in console.find("#unlink-moved").text
+    assert anonymous_id not in console.text()
+    console.full_shot("07b-lead-unlinked")
 
     console.open("/console/deliveries")
     assert "POST /webhook/" in console.text()
@@ -189,11 +199,15 @@ def test_an_admin_maps_the_queue_and_reverts_in_the_console(
     console.full_shot("09-usage-and-keys")
 
     browser.set_window_size(*PHONE)
-    for name, path in (
-        ("queue", "/console/queue"),
-        ("rule", rule_path),
-        ("leads", "/console/leads"),
-    ):
+    phone_pages = {
+        "queue": "/console/queue",
+        "group": group_path,
+        "rule": rule_path,
+        "lead": lead_path,
+        "deliveries": "/console/deliveries",
+        "account": "/console/account",
+    }
+    for name, path in phone_pages.items():
         console.open(path)
         console.shot(f"10-phone-{name}-top")
         console.full_shot(f"10-phone-{name}")

@@ -215,6 +215,10 @@ def test_another_accounts_rule_lead_and_key_ids_answer_404(client, engine):
         (f"/console/rules/{rule_id}/backfill/cancel", {"csrf_token": csrf}),
         (f"/console/rules/{rule_id}/delete", {"csrf_token": csrf}),
         (f"/console/keys/{key['id']}/revoke", {"csrf_token": csrf}),
+        (
+            f"/console/leads/{lead['id']}/unlink",
+            {"csrf_token": csrf, "kind": "anonymous_id", "value": lead["identities"][0]["value"]},
+        ),
     ):
         assert client.post(path, data=form).status_code == 404, path
     preview = client.post("/console/rules/preview", data=rule_form(csrf, rule_id=str(rule_id)))
@@ -345,3 +349,27 @@ def test_deliveries_filter_by_status(client, account, app):
     answered = re.compile(r'<td class="num"><span class="status [a-z]+">(\d+)</span>')
     assert sorted(answered.findall(every)) == ["200", "400"]
     assert answered.findall(refused) == answered.findall(exact) == ["400"]
+
+
+@BOTH_STORES
+def test_unlinking_an_identifier_in_the_console_moves_its_signals_back_to_cold(client, account):
+    send(client, account, track("Pricing Viewed", anonymousId="visitor-1"))
+    send(client, account, identify("ada@example.com", anonymousId="visitor-1"))
+    csrf = sign_in(client, account)
+    lead_path = client.get("/console/leads?email=ada@example.com").headers["Location"]
+    lead_id = int(lead_path.rsplit("/", 1)[1])
+    page = client.get(lead_path).get_data(as_text=True)
+    assert 'name="value" value="visitor-1"' in page
+    unlink = {"csrf_token": csrf, "kind": "anonymous_id", "value": "visitor-1"}
+    refused = client.post(f"{lead_path}/unlink", data={**unlink, "csrf_token": "forged"})
+    assert refused.status_code == 400
+    assert len(client.get(f"/admin/leads/{lead_id}", headers=bearer(account)).json["signals"]) == 2
+    done = client.post(f"{lead_path}/unlink", data=unlink)
+    assert done.status_code == 302
+    page = client.get(done.headers["Location"]).get_data(as_text=True)
+    assert "Identifier unlinked." in page and re.search(r'id="unlink-moved">1 signal ', page)
+    assert 'name="value" value="visitor-1"' not in page
+    lead = client.get(f"/admin/leads/{lead_id}", headers=bearer(account)).json
+    assert [s["event_type"] for s in lead["signals"]] == ["identify"]
+    again = client.post(f"{lead_path}/unlink", data=unlink)
+    assert again.status_code == 404 and "not one of this lead" in again.get_data(as_text=True)
