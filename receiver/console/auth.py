@@ -47,6 +47,8 @@ def require_session() -> BaseResponse | None:
         return None
     signed = sessions.find(get_session(), request.cookies.get(COOKIE, ""), datetime.now(UTC))
     if signed is None:
+        if request.endpoint == "console.sign_out":
+            return redirect(url_for("console.sign_in"))  # already ended: nothing to refuse
         if request.method == "POST":
             raise Refused(403, "Your console session has ended: sign in again.")
         return redirect(url_for("console.sign_in", next=request.full_path.rstrip("?")))

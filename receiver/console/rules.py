@@ -103,7 +103,8 @@ def preview_rule() -> Any:
     signals; nothing is stored. The page's script asks for it as the form changes."""
     raw = rule_form.rule_from_form(request.form)
     data, errors = rule_form.load(raw)
-    rule = _owned_rule(int(request.form["rule_id"])) if request.form.get("rule_id") else None
+    rule_id = _number(request.form.get("rule_id", ""))
+    rule = _owned_rule(rule_id) if rule_id is not None else None
     draft = rule_form.draft_of(raw, errors)
     sample_text = _sample_text()
     result, problem = None, None
@@ -151,7 +152,7 @@ def revert_rule(rule_id: int) -> BaseResponse:
     session = get_session()
     rule = _owned_rule(rule_id)
     number = request.form.get("version", "")
-    version = service.get_version(session, rule, int(number)) if number.isdigit() else None
+    version = service.get_version(session, rule, n) if (n := _number(number)) else None
     if version is None:
         raise NotFound(f"Rule {rule_id} has no version {number}.")
     before = rule.version
@@ -248,6 +249,11 @@ def _sample_text() -> str:
 
 def _pretty(value: Any) -> str:
     return exact_json.dumps(value, option=orjson.OPT_INDENT_2).decode()
+
+
+def _number(text: str) -> int | None:
+    """A row id or version number from a form: digits, and few enough for the store's ints."""
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 9 else None
 
 
 def _field_name(path: str, taken: dict[str, str]) -> str:

@@ -373,3 +373,18 @@ def test_unlinking_an_identifier_in_the_console_moves_its_signals_back_to_cold(c
     assert [s["event_type"] for s in lead["signals"]] == ["identify"]
     again = client.post(f"{lead_path}/unlink", data=unlink)
     assert again.status_code == 404 and "not one of this lead" in again.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("version", ["x", "99999999999999999999", "-1", "7"])
+def test_reverting_to_a_version_the_rule_does_not_have_answers_404(client, account, version):
+    csrf = sign_in(client, account)
+    location = client.post("/console/rules/new", data=rule_form(csrf)).headers["Location"]
+    answer = client.post(
+        location.split("?")[0] + "/revert", data={"csrf_token": csrf, "version": version}
+    )
+    assert answer.status_code == 404
+
+
+def test_signing_out_with_no_session_left_just_shows_the_sign_in(client):
+    answer = client.post("/console/sign-out", data={})
+    assert answer.status_code == 302 and "/console/sign-in" in answer.headers["Location"]
