@@ -336,8 +336,10 @@ def test_a_new_key_is_shown_once_and_can_be_revoked(client, account):
     assert next(k for k in listed if k["kind"] == "browser")["revoked_at"] is not None
 
 
-def test_deliveries_filter_by_status(client, account, app):
-    send(client, account, track())
+def test_deliveries_filter_by_status_and_by_an_events_result(client, account, app):
+    event = track()
+    send(client, account, event)
+    send(client, account, event, track(properties="not an object"))
     assert client.post(f"/webhook/{account.api_key}", data=b"{").status_code == 400
     from receiver import deliveries
 
@@ -347,8 +349,13 @@ def test_deliveries_filter_by_status(client, account, app):
     refused = client.get("/console/deliveries?status=4xx").get_data(as_text=True)
     exact = client.get("/console/deliveries?status=400").get_data(as_text=True)
     answered = re.compile(r'<td class="num"><span class="status [a-z]+">(\d+)</span>')
-    assert sorted(answered.findall(every)) == ["200", "400"]
+    assert sorted(answered.findall(every)) == ["200", "200", "400"]
     assert answered.findall(refused) == answered.findall(exact) == ["400"]
+    invalid = client.get("/console/deliveries?result=invalid").get_data(as_text=True)
+    assert answered.findall(invalid) == ["200"]
+    assert "status invalid" in invalid and "status duplicate" not in invalid
+    none = client.get("/console/deliveries?result=invalid&status=4xx").get_data(as_text=True)
+    assert answered.findall(none) == []
 
 
 @BOTH_STORES
