@@ -78,20 +78,43 @@ class Console:
         return self.find("body").text
 
     def wait_for(self, css: str, text: str) -> None:
+        """Until the page has css holding text: a page still being left or replaced, whose
+        elements go from under the driver as it reads them, is waited past."""
+        from selenium.common.exceptions import WebDriverException
         from selenium.webdriver.common.by import By
         from selenium.webdriver.support import expected_conditions as ec
         from selenium.webdriver.support.ui import WebDriverWait
 
-        WebDriverWait(self.driver, WAIT_S).until(
+        WebDriverWait(self.driver, WAIT_S, ignored_exceptions=(WebDriverException,)).until(
             ec.text_to_be_present_in_element((By.CSS_SELECTOR, css), text)
         )
 
     def sign_in(self, token: str) -> None:
+        """With the keyboard: the token typed into the focused field, then Enter."""
+        from selenium.webdriver.common.keys import Keys
+        from selenium.webdriver.support.ui import WebDriverWait
+
         self.open("/console/")
-        field = self.find("#admin_token")
+        WebDriverWait(self.driver, WAIT_S).until(
+            lambda driver: (
+                driver.execute_script("return document.activeElement.id") == "admin_token"
+            )
+        )
+        field = self.driver.switch_to.active_element
         field.clear()
-        field.send_keys(token)
-        self.find("form button[type=submit]").click()
+        field.send_keys(token, Keys.ENTER)
+
+    def tab_to_focus(self) -> dict[str, str]:
+        """Press Tab once: what then has the focus, and the outline it is drawn with."""
+        from selenium.webdriver.common.action_chains import ActionChains
+        from selenium.webdriver.common.keys import Keys
+
+        ActionChains(self.driver).send_keys(Keys.TAB).perform()
+        return self.driver.execute_script(
+            "const el = document.activeElement, style = getComputedStyle(el);"
+            "return {text: el.textContent.trim(), outline: style.outlineStyle,"
+            " width: style.outlineWidth};"
+        )
 
     def shot(self, name: str) -> None:
         self.driver.save_screenshot(str(self.shots / f"{name}.png"))
@@ -133,11 +156,15 @@ def test_an_admin_maps_the_queue_and_reverts_in_the_console(
     console = Console(browser, server, shots)
 
     console.sign_in("ra_1_not-a-real-token-of-anyone")
-    assert "not a live admin token" in console.text()
+    console.wait_for("#sign-in-error", "not a live admin token")
     console.shot("01-sign-in-wrong-token")
     console.sign_in(account["admin_token"])
     console.wait_for("h1", "Signal Queue")
     assert "Demo Requested" in console.text()
+    # The first Tab reaches the skip link, the next the console's name: focus shows on both.
+    for expected in ("Skip to content", "receiver console"):
+        focused = console.tab_to_focus()
+        assert focused["text"] == expected and focused["outline"] == "solid", focused
     console.full_shot("02-queue")
 
     console.find(
@@ -194,7 +221,7 @@ def test_an_admin_maps_the_queue_and_reverts_in_the_console(
     console.find("#deliveries details summary").click()
     console.full_shot("08-deliveries")
     console.find("a[href$='status=4xx']").click()
-    console.wait_for("#deliveries", "400")
+    console.wait_for("nav.actions [aria-current=page]", "4xx")
     answered = console.driver.find_elements(
         "css selector", "#deliveries > tbody > tr > td.num .status"
     )
