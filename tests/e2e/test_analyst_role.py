@@ -9,6 +9,7 @@ import psycopg
 import pytest
 import requests
 
+from receiver.analysts import VIEWS
 from tests.builders import track
 from tests.e2e.conftest import cli, create_account
 
@@ -53,7 +54,7 @@ def test_an_analyst_reads_the_views_of_its_account_only(server, analyst):
     assert f"analysts: {analyst} reads the views" in output
     seen = as_role(server.database_url, analyst, "SELECT DISTINCT account_id FROM signal_feed")
     assert seen == [(mine["account_id"],)]
-    for view in ("lead_summary", "cold_storage", "blocked_identifiers", "message_id_conflicts"):
+    for view in VIEWS:
         rows = as_role(server.database_url, analyst, f"SELECT account_id FROM {view}")
         assert not isinstance(rows, Exception), rows
         assert {row[0] for row in rows} <= {mine["account_id"]}, view
