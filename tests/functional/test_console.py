@@ -376,6 +376,8 @@ def test_unlinking_an_identifier_in_the_console_moves_its_signals_back_to_cold(c
     page = client.get(done.headers["Location"]).get_data(as_text=True)
     assert "Identifier unlinked." in page and re.search(r'id="unlink-moved">1 signal ', page)
     assert 'name="value" value="visitor-1"' not in page
+    unlinked = page.split('id="unlinked"', 1)[1].split("</table>", 1)[0]
+    assert "visitor-1" in unlinked and "1 signal back to cold storage" in unlinked
     lead = client.get(f"/admin/leads/{lead_id}", headers=bearer(account)).json
     assert [s["event_type"] for s in lead["signals"]] == ["identify"]
     again = client.post(f"{lead_path}/unlink", data=unlink)
