@@ -35,9 +35,9 @@ from receiver.api import (
     metrics,
     webhook,
 )
-from receiver.api.schemas import schema_name
 from receiver.browser import ClientRateLimit
 from receiver.config import Settings
+from receiver.schemas import schema_name
 
 
 class IdConverter(IntegerConverter):

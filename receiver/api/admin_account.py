@@ -13,7 +13,11 @@ from flask_smorest import Blueprint
 from receiver import keys
 from receiver.api.admin_auth import account_id, require_admin
 from receiver.api.json_body import require_json_body
-from receiver.api.schemas import (
+from receiver.browser import BROWSER
+from receiver.db import get_session
+from receiver.errors import NotFound
+from receiver.models import Account, identities_table, signals_table
+from receiver.schemas import (
     ColdStorageSchema,
     ConflictSchema,
     IdentitySchema,
@@ -22,10 +26,6 @@ from receiver.api.schemas import (
     NewKeySchema,
     UsageSchema,
 )
-from receiver.browser import BROWSER
-from receiver.db import get_session
-from receiver.errors import NotFound
-from receiver.models import Account, identities_table, signals_table
 
 blp = Blueprint(
     "account",

@@ -11,9 +11,9 @@ from marshmallow.validate import Range
 
 from receiver import deliveries
 from receiver.api.admin_auth import account_id, require_admin
-from receiver.api.schemas import Schema, UtcDateTime
 from receiver.config import current_settings
 from receiver.db import get_session
+from receiver.schemas import Schema, UtcDateTime
 
 blp = Blueprint(
     "deliveries",

@@ -11,7 +11,11 @@ from flask_smorest import Blueprint
 
 from receiver.api.admin_auth import account_id, require_admin
 from receiver.api.json_body import require_json_body
-from receiver.api.schemas import (
+from receiver.config import current_settings
+from receiver.db import get_session, run_view_transaction
+from receiver.errors import NotFound
+from receiver.identity import lifecycle, profiles
+from receiver.schemas import (
     LeadArgsSchema,
     LeadDetailArgsSchema,
     LeadListSchema,
@@ -20,10 +24,6 @@ from receiver.api.schemas import (
     UnlinkedAnswerSchema,
     UnlinkSchema,
 )
-from receiver.config import current_settings
-from receiver.db import get_session, run_view_transaction
-from receiver.errors import NotFound
-from receiver.identity import lifecycle, profiles
 
 blp = Blueprint(
     "leads", __name__, url_prefix="/admin/leads", description="Leads and their history."

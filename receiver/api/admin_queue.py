@@ -8,9 +8,9 @@ from flask_smorest import Blueprint
 
 from receiver.api.admin_auth import account_id, require_admin
 from receiver.api.json_body import require_json_body
-from receiver.api.schemas import PageArgsSchema, QueueSchema
 from receiver.db import get_session
 from receiver.rules import queue
+from receiver.schemas import PageArgsSchema, QueueSchema
 
 blp = Blueprint(
     "queue",

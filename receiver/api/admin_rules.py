@@ -10,13 +10,6 @@ from flask_smorest import Blueprint
 
 from receiver.api.admin_auth import account_id, require_admin
 from receiver.api.json_body import require_json_body
-from receiver.api.schemas import (
-    PreviewResultSchema,
-    PreviewSchema,
-    RevertSchema,
-    RuleSchema,
-    RuleVersionSchema,
-)
 from receiver.config import current_settings
 from receiver.db import get_session
 from receiver.errors import BadRequest, NotFound
@@ -24,6 +17,13 @@ from receiver.events import InvalidEvent
 from receiver.models import Rule, RuleVersion
 from receiver.rules import service, worker
 from receiver.rules.preview import try_rule
+from receiver.schemas import (
+    PreviewResultSchema,
+    PreviewSchema,
+    RevertSchema,
+    RuleSchema,
+    RuleVersionSchema,
+)
 
 blp = Blueprint(
     "rules",

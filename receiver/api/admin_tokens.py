@@ -12,10 +12,10 @@ from sqlmodel import col, select
 
 from receiver import accounts
 from receiver.api.admin_auth import account_id, require_admin
-from receiver.api.schemas import AdminTokenSchema, NewAdminTokenSchema
 from receiver.db import get_session
 from receiver.errors import Conflict, NotFound
 from receiver.models import AdminToken
+from receiver.schemas import AdminTokenSchema, NewAdminTokenSchema
 
 blp = Blueprint(
     "tokens",

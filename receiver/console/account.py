@@ -11,13 +11,13 @@ from marshmallow import ValidationError
 from werkzeug.wrappers import Response as BaseResponse
 
 from receiver import keys
-from receiver.api.schemas import NewKeyArgsSchema
 from receiver.browser import BROWSER
 from receiver.console.args import notice
 from receiver.console.auth import account_id
 from receiver.console.blueprint import bp
 from receiver.db import get_session
 from receiver.errors import NotFound
+from receiver.schemas import NewKeyArgsSchema
 
 NEW_KEY = NewKeyArgsSchema()
 

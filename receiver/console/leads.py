@@ -12,7 +12,6 @@ from flask import redirect, render_template, request, url_for
 from marshmallow import ValidationError
 from werkzeug.wrappers import Response as BaseResponse
 
-from receiver.api.schemas import UnlinkSchema
 from receiver.config import current_settings
 from receiver.console.args import int_arg, notice
 from receiver.console.auth import account_id
@@ -20,6 +19,7 @@ from receiver.console.blueprint import bp
 from receiver.db import get_session, run_view_transaction
 from receiver.errors import BadRequest, NotFound
 from receiver.identity import lifecycle, profiles
+from receiver.schemas import UnlinkSchema
 
 PER_PAGE = 50
 TIMELINE_PAGE = 50

@@ -1,5 +1,5 @@
 """A rule as the console's editor form holds it, and back: conditions and fields as rows of
-text boxes. Validation is the JSON API's own (api.schemas.RuleSchema), on the dict built here."""
+text boxes. Validation is the JSON API's own (schemas.RuleSchema), on the dict built here."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from marshmallow import ValidationError
 from werkzeug.datastructures import MultiDict
 
 from receiver import exact_json
-from receiver.api.schemas import TEXT_OPERATORS, RuleSchema
 from receiver.ingest.segment import SEGMENT_TYPES
 from receiver.rules.operators import NO_VALUE, OPERATORS
+from receiver.schemas import TEXT_OPERATORS, RuleSchema
 
 OPERATOR_NAMES = tuple(OPERATORS)
 EVENT_TYPES = tuple(sorted(SEGMENT_TYPES))

@@ -1,5 +1,6 @@
-"""Request and response shapes of the admin API, declared once; the OpenAPI document at
-/openapi.json is generated from them."""
+"""Request and response shapes of the admin API, declared once: the JSON API (api/) answers
+and validates with them, the OpenAPI document at /openapi.json is generated from them, and the
+console (console/) validates its forms with the same ones."""
 
 from __future__ import annotations
 
