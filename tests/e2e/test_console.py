@@ -213,7 +213,8 @@ def test_an_admin_maps_the_queue_and_reverts_in_the_console(
     console.wait_for(".notice", "Identifier unlinked")
     # Its one signal carries the lead's email too: it stays on the lead.
     assert "0 signals went back" in console.find("#unlink-moved").text
-    assert anonymous_id not in console.text()
+    assert "None but the email." in console.find("#ids-title").find_element("xpath", "..").text
+    assert anonymous_id in console.find("#unlinked").text
     console.full_shot("07b-lead-unlinked")
 
     console.open("/console/deliveries")
