@@ -246,6 +246,7 @@ def new_signals_json(new: Sequence[NewSignal]) -> str:
                 "source": s.draft.source,
                 "event_type": s.draft.event_type,
                 "event_name": s.draft.event_name,
+                "payload": s.draft.payload,
             }
             for s in new
         ]

@@ -14,13 +14,12 @@ DROP FUNCTION IF EXISTS receiver_settle;
 DROP FUNCTION IF EXISTS receiver_insert_signals;
 
 -- Insert the placed signals of a body, skipping those stored already; the new ones, with
--- what receiver_settle needs of them (not their payloads: a body's worth of JSON sent back
--- and read again cost more than the insert). A row's id is the one given (identity resolution takes
+-- what receiver_settle needs of them. A row's id is the one given (identity resolution takes
 -- ids first, to link signals to the events that moved them), else the next.
 CREATE FUNCTION receiver_insert_signals(p_account_id bigint, p_rows jsonb, p_now timestamptz)
 RETURNS TABLE (id bigint, content_hash bytea, lead_id bigint, is_cold boolean,
                occurred_at timestamptz, rule_id bigint, source varchar, event_type varchar,
-               event_name varchar)
+               event_name varchar, payload jsonb)
 LANGUAGE sql VOLATILE
 SET plan_cache_mode = force_generic_plan
 AS $fn$
@@ -41,14 +40,13 @@ AS $fn$
             mapped_fields jsonb)
     ON CONFLICT (account_id, content_hash) DO NOTHING
     RETURNING s.id, s.content_hash, s.lead_id, s.is_cold, s.occurred_at, s.rule_id, s.source,
-              s.event_type, s.event_name
+              s.event_type, s.event_name, s.payload
 $fn$;
 
 -- Settle a body's new signals (p_new: rows as receiver_insert_signals returns them, with
 -- their final lead_id) and the spans of leads that older signals moved onto (p_spans: rows of
 -- lead_id, earliest, latest): claim the month's usage, then widen the leads' first and last
--- seen, then count the unmapped ones into the Signal Queue (a new group's sample: the payload of
--- its first signal, read back by id). In that order, the lock order of
+-- seen, then count the unmapped ones into the Signal Queue. In that order, the lock order of
 -- identity/locks.py: writers of an account line up on the counter's row and never wait on each
 -- other's leads or groups in a circle. Returns false, having written nothing, when the new
 -- signals do not all fit in the month's limit.
@@ -89,15 +87,13 @@ BEGIN
     WHERE l.account_id = p_account_id AND l.id = span.lead_id;
     INSERT INTO queue_groups AS q (account_id, source, event_type, event_name, count,
                                    first_seen_at, last_seen_at, sample)
-    SELECT p_account_id, g.source, g.event_type, g.event_name, g.count, p_now, p_now,
-           (SELECT s.payload FROM signals AS s WHERE s.account_id = p_account_id AND s.id = g.first)
-    FROM (SELECT n.source, coalesce(n.event_type, '') AS event_type,
-                 coalesce(n.event_name, '') AS event_name, count(*) AS count, min(n.id) AS first
-          FROM jsonb_to_recordset(p_new)
-            AS n (id bigint, source varchar, event_type varchar, event_name varchar,
-                  rule_id bigint)
-          WHERE n.rule_id IS NULL
-          GROUP BY 1, 2, 3) AS g
+    SELECT p_account_id, n.source, coalesce(n.event_type, ''), coalesce(n.event_name, ''),
+           count(*), p_now, p_now, (array_agg(n.payload ORDER BY n.id))[1]
+    FROM jsonb_to_recordset(p_new)
+      AS n (id bigint, source varchar, event_type varchar, event_name varchar, payload jsonb,
+            rule_id bigint)
+    WHERE n.rule_id IS NULL
+    GROUP BY 2, 3, 4
     ORDER BY 2, 3, 4
     ON CONFLICT (account_id, source, event_type, event_name) DO UPDATE
     SET count = q.count + excluded.count, last_seen_at = excluded.last_seen_at;
