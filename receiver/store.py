@@ -11,7 +11,9 @@ from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from psycopg.rows import namedtuple_row
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import psycopg as postgresql_psycopg
 from sqlmodel import Session
 
 from receiver import exact_json
@@ -35,6 +37,69 @@ def prepared(session: Session, build: Callable[[Any], Any]) -> Any:
 @functools.cache
 def _built(dialect: str, build: Callable[[Any], Any]) -> Any:
     return build(postgresql.insert if dialect == "postgresql" else sqlite.insert)
+
+
+class Store:
+    """What a statement built for one store (`run`) may differ in."""
+
+    def __init__(self, dialect: str) -> None:
+        self.postgresql = dialect == "postgresql"
+
+    def in_(self, column: Any, name: str) -> Any:
+        """column IN the list parameter `name`: on Postgres `= ANY` of one array, so that the
+        statement's text is the same whatever the list's length, and is prepared once."""
+        if self.postgresql:
+            return column == sa.any_(sa.bindparam(name, type_=postgresql.ARRAY(column.type)))
+        return column.in_(sa.bindparam(name, expanding=True))
+
+
+def run(session: Session, build: Callable[[Store], Any], params: dict[str, Any]) -> Any:
+    """Execute the statement build makes for the session's store (built once per store); rows
+    with their columns as attributes. On Postgres as the driver's text (driver_text), without
+    SQLAlchemy's compile and cache lookups on every call."""
+    connection = session.connection()
+    if connection.dialect.name != "postgresql":
+        return connection.execute(_for_store("sqlite", build), params)
+    driver = connection.connection.driver_connection
+    assert driver is not None  # a connection checked out of the pool
+    cursor = driver.cursor(row_factory=namedtuple_row)
+    return cursor.execute(driver_text(build), params, prepare=plan_once(params))
+
+
+# A prepared statement's generic plan takes a list parameter for a few values: right for
+# one event's identifiers, a scan of the account's clusters for a batch's.
+GENERIC_PLAN_MAX_VALUES = 10
+
+
+def plan_once(params: dict[str, Any]) -> bool | None:
+    """None (psycopg prepares the statement once used often) while every list is short, else
+    False: planned for the values given."""
+    lists = (value for value in params.values() if isinstance(value, list))
+    return None if all(len(value) <= GENERIC_PLAN_MAX_VALUES for value in lists) else False
+
+
+@functools.cache
+def driver_text(build: Callable[[Store], Any]) -> str:
+    """The text of build's statement for Postgres as psycopg takes it (%(name)s parameters).
+    Its constants must be literals (`constant`): a constant sent as a parameter would hide
+    from the planner which index a prepared statement's generic plan can use."""
+    compiled = _for_store("postgresql", build).compile(dialect=postgresql_psycopg.dialect())
+    constants = [name for name, value in compiled.params.items() if value is not None]
+    if constants:
+        raise ValueError(f"constants sent as parameters: {constants}")
+    return str(compiled)
+
+
+def constant(value: str) -> Any:
+    """A string constant written into the statement's text."""
+    if "'" in value:
+        raise ValueError(value)
+    return sa.literal_column(f"'{value}'", sa.String)
+
+
+@functools.cache
+def _for_store(dialect: str, build: Callable[[Store], Any]) -> Any:
+    return build(Store(dialect))
 
 
 def _signal_insert(insert: Any) -> Any:
@@ -212,14 +277,15 @@ def allocate_ids(session: Session, table: sa.Table, count: int) -> list[int]:
     them, identifiers to their new clusters)."""
     connection = session.connection()
     if connection.dialect.name == "postgresql":
-        return list(connection.execute(_NEXT_IDS, {"table": table.name, "count": count}).scalars())
+        ids = connection.exec_driver_sql(_NEXT_IDS, {"table": table.name, "count": count})
+        return list(ids.scalars())
     # SQLite has one writing transaction at a time (BEGIN IMMEDIATE): the next ids are free.
     last = connection.execute(sa.select(sa.func.max(table.c.id))).scalar() or 0
     return list(range(last + 1, last + 1 + count))
 
 
-_NEXT_IDS = sa.text(
-    "SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :count)"
+_NEXT_IDS = (
+    "SELECT nextval(pg_get_serial_sequence(%(table)s, 'id')) FROM generate_series(1, %(count)s)"
 )
 
 
@@ -228,11 +294,15 @@ def stored_hashes(session: Session, account_id: int, hashes: Sequence[bytes]) ->
     writer of them holds: no other transaction stores one of them meanwhile."""
     if not hashes:
         return set()
+    rows = run(session, _stored, {"account_id": account_id, "hashes": list(hashes)})
+    return {bytes(row.content_hash) for row in rows}
+
+
+def _stored(db: Store) -> sa.Select:
     c = signals_table.c
-    rows = session.execute(
-        sa.select(c.content_hash).where(c.account_id == account_id, c.content_hash.in_(hashes))
+    return sa.select(c.content_hash).where(
+        c.account_id == sa.bindparam("account_id"), db.in_(c.content_hash, "hashes")
     )
-    return {bytes(digest) for digest in rows.scalars()}
 
 
 def new_signals_json(new: Sequence[NewSignal]) -> str:
@@ -366,13 +436,12 @@ def used_this_period(session: Session, account_id: int, period_start: date) -> i
 
 
 def still_cold(session: Session, account_id: int, hashes: set[bytes]) -> set[bytes]:
-    c = signals_table.c
-    rows = session.execute(
-        sa.select(c.content_hash).where(
-            c.account_id == account_id, c.is_cold, c.content_hash.in_(hashes)
-        )
-    )
-    return set(rows.scalars())
+    rows = run(session, _still_cold, {"account_id": account_id, "hashes": sorted(hashes)})
+    return {bytes(row.content_hash) for row in rows}
+
+
+def _still_cold(db: Store) -> sa.Select:
+    return _stored(db).where(signals_table.c.is_cold)
 
 
 def group_key(source: str, event_type: str | None, event_name: str | None) -> GroupKey:

@@ -69,22 +69,18 @@ def load(
     clusters when whole_clusters, as an identity event may merge them) and their leads, with
     the leads of the emails and those leads' traits. Two statements at most."""
     params: dict[str, Any] = {"account_id": account_id, **by_kind(keys)}
-    connection = session.connection()
     graph = Graph({}, {}, {}, max_leads)
     if params["anonymous"] or params["users"]:
-        if whole_clusters:
-            rows = connection.execute(_REACH, params)
-        elif connection.dialect.name == "postgresql":
-            rows = connection.exec_driver_sql(LOOKUP_SQL, params)
-        else:
-            rows = connection.execute(_LOOKUP, params)
-        add_identifiers(graph, rows)
+        statement = _reach if whole_clusters else lookup_statement
+        add_identifiers(graph, store.run(session, statement, params))
     traits: dict[int, LeadTraits] = {}
     by_email: dict[str, int] = {}
     emails = sorted(set(emails))
     if whole_clusters and (emails or graph.lead_clusters):
-        rows = connection.execute(
-            _LEADS, {"account_id": account_id, "emails": emails, "ids": sorted(graph.lead_clusters)}
+        rows = store.run(
+            session,
+            _leads_statement,
+            {"account_id": account_id, "emails": emails, "ids": sorted(graph.lead_clusters)},
         )
         for row in rows:
             by_email[row.named_by] = row.id
@@ -136,13 +132,13 @@ def _identity_columns(unlinked: Any = None) -> tuple[Any, ...]:
     )
 
 
-def _of_keys() -> Any:
+def _of_keys(db: store.Store) -> Any:
     i = identities_table.c
     return sa.and_(
         i.account_id == sa.bindparam("account_id"),
         sa.or_(
-            sa.and_(i.kind == ANONYMOUS, i.value.in_(sa.bindparam("anonymous", expanding=True))),
-            sa.and_(i.kind == USER, i.value.in_(sa.bindparam("users", expanding=True))),
+            sa.and_(i.kind == store.constant(ANONYMOUS), db.in_(i.value, "anonymous")),
+            sa.and_(i.kind == store.constant(USER), db.in_(i.value, "users")),
         ),
     )
 
@@ -152,21 +148,13 @@ def _with_cluster(select: sa.Select) -> sa.Select:
     return select.join(clusters_table, sa.and_(c.account_id == i.account_id, c.id == i.cluster_id))
 
 
-_LOOKUP = _with_cluster(sa.select(*_identity_columns())).where(_of_keys())
-# _LOOKUP on Postgres, with arrays for parameters: one text whatever the number of keys, so
-# that it is prepared once (ingest/plain.py sends it in a pipeline, on the driver).
-LOOKUP_SQL = """
-    SELECT i.kind, i.value, i.cluster_id, c.lead_id, i.blocked_at, i.lead_history,
-           i.linked_by_signal_id AS linked_by, NULL::bigint AS unlinked_lead
-    FROM identities AS i
-    JOIN identity_clusters AS c ON c.account_id = i.account_id AND c.id = i.cluster_id
-    WHERE i.account_id = %(account_id)s
-      AND ((i.kind = 'anonymous_id' AND i.value = ANY(%(anonymous)s::varchar[]))
-           OR (i.kind = 'user_id' AND i.value = ANY(%(users)s::varchar[])))
-"""
+def lookup_statement(db: store.Store) -> sa.Select:
+    """The identifiers themselves, with their clusters' leads (ingest/plain.py sends its text
+    in a pipeline)."""
+    return _with_cluster(sa.select(*_identity_columns())).where(_of_keys(db))
 
 
-def _reach() -> sa.Select:
+def _reach(db: store.Store) -> sa.Select:
     """Every identifier of the keys' clusters, with the leads each was unlinked from: what
     identity events may link or merge (placing a plain event needs no unlinks: an unlinked
     identifier has left the lead's cluster)."""
@@ -177,15 +165,12 @@ def _reach() -> sa.Select:
         .outerjoin(unlinks_table, unlinked)
         .where(
             i.account_id == sa.bindparam("account_id"),
-            i.cluster_id.in_(sa.select(i.cluster_id).where(_of_keys()).scalar_subquery()),
+            i.cluster_id.in_(sa.select(i.cluster_id).where(_of_keys(db)).scalar_subquery()),
         )
     )
 
 
-_REACH = _reach()
-
-
-def _leads_statement() -> sa.CompoundSelect:
+def _leads_statement(db: store.Store) -> sa.CompoundSelect:
     """The leads of the emails (their own, or an email merged into them: `named_by`) and of
     the ids, with their clusters."""
     lead, c, e = leads_table.c, clusters_table.c, lead_emails_table.c
@@ -203,23 +188,14 @@ def _leads_statement() -> sa.CompoundSelect:
 
     own = with_cluster(lead.email).where(
         lead.account_id == sa.bindparam("account_id"),
-        sa.or_(
-            lead.email.in_(sa.bindparam("emails", expanding=True)),
-            lead.id.in_(sa.bindparam("ids", expanding=True)),
-        ),
+        sa.or_(db.in_(lead.email, "emails"), db.in_(lead.id, "ids")),
     )
     merged = (
         with_cluster(e.email)
         .join(lead_emails_table, sa.and_(e.account_id == lead.account_id, e.lead_id == lead.id))
-        .where(
-            lead.account_id == sa.bindparam("account_id"),
-            e.email.in_(sa.bindparam("emails", expanding=True)),
-        )
+        .where(lead.account_id == sa.bindparam("account_id"), db.in_(e.email, "emails"))
     )
     return sa.union_all(own, merged)
-
-
-_LEADS = _leads_statement()
 
 
 def write(session: Session, account_id: int, graph: Graph, now: datetime) -> None:

@@ -71,7 +71,9 @@ def store_body(
         begun = connection.execute(BEGIN_SQL, begin_params(key, period_start))
         connection.execute(locks.IDENTITY_LOCKS_SQL, locks.identity_lock_params((), shared))
         found = connection.cursor(row_factory=namedtuple_row)
-        found.execute(graph.LOOKUP_SQL, lookup)
+        found.execute(
+            store.driver_text(graph.lookup_statement), lookup, prepare=store.plan_once(lookup)
+        )
     row = begun.fetchone()
     if row is None:
         raise Unauthorized()
