@@ -8,7 +8,7 @@ import os
 import random
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
 from typing import Any, TypeVar
@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from flask import Flask, current_app, g
+from psycopg.rows import namedtuple_row
 from sqlalchemy import exc
 from sqlmodel import Session
 
@@ -158,15 +159,7 @@ def run_on_driver(engine: sa.Engine, work: Callable[[Any], T]) -> T:
                 pooled.invalidate(error)
                 # A restarted database killed every pooled connection, not just this one.
                 engine.dispose()
-            wrapped = exc.DBAPIError.instance(
-                None,
-                None,
-                error,
-                dbapi_error,
-                hide_parameters=True,
-                connection_invalidated=dead,
-                dialect=engine.dialect,
-            )
+            wrapped = _as_sqlalchemy_error(engine.dialect, error, dead)
             if attempt == TRANSACTION_ATTEMPTS or not (is_retryable(error) or dead):
                 raise wrapped from error
             log.warning("transaction retried after %s", error.__class__.__name__)
@@ -174,6 +167,56 @@ def run_on_driver(engine: sa.Engine, work: Callable[[Any], T]) -> T:
             if pooled is not None:
                 pooled.close()  # back to the pool, which rolls back whatever is left open
     raise AssertionError("unreachable")
+
+
+def _as_sqlalchemy_error(dialect: sa.Dialect, error: Exception, dead: bool) -> exc.StatementError:
+    return exc.DBAPIError.instance(
+        None,
+        None,
+        error,
+        dialect.loaded_dbapi.Error,
+        hide_parameters=True,
+        connection_invalidated=dead,
+        dialect=dialect,
+    )
+
+
+class DriverCursor:
+    """A cursor of the driver (psycopg) on the session's connection, rows as named tuples: for
+    the hot path's statements, which then skip SQLAlchemy's work on each call. Its errors come
+    out as SQLAlchemy's, as the session's own do (run_transaction retries them)."""
+
+    def __init__(self, session: Session) -> None:
+        self._connection = session.connection()
+        driver = self._connection.connection.driver_connection
+        assert driver is not None  # a connection checked out of the pool
+        self._driver = driver
+        self._cursor = driver.cursor(row_factory=namedtuple_row)
+
+    def execute(self, text: str, params: Any = None, prepare: bool | None = None) -> Any:
+        with self._errors_translated():
+            return self._cursor.execute(text, params, prepare=prepare)
+
+    def execute_together(self, statements: Sequence[tuple[str, Any]]) -> list[list[Any]]:
+        """The statements sent in one round trip (psycopg's pipeline), in order; the rows of
+        each."""
+        with self._errors_translated():
+            with self._driver.pipeline():
+                cursors = [self._driver.cursor(row_factory=namedtuple_row) for _ in statements]
+                for cursor, (text, params) in zip(cursors, statements, strict=True):
+                    cursor.execute(text, params)
+            return [cursor.fetchall() if cursor.description else [] for cursor in cursors]
+
+    @contextmanager
+    def _errors_translated(self) -> Iterator[None]:
+        dialect = self._connection.dialect
+        try:
+            yield
+        except dialect.loaded_dbapi.Error as error:
+            dead = dialect.is_disconnect(error, self._driver, self._cursor)
+            if dead:
+                self._connection.invalidate(error)
+            raise _as_sqlalchemy_error(dialect, error, dead) from error
 
 
 def engine_of(app: Flask) -> sa.Engine:

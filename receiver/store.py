@@ -11,12 +11,12 @@ from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from psycopg.rows import namedtuple_row
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import psycopg as postgresql_psycopg
 from sqlmodel import Session
 
 from receiver import exact_json
+from receiver.db import DriverCursor
 from receiver.events import Draft, Placement
 from receiver.models import leads_table, queue_table, signals_table, usage_table
 
@@ -60,10 +60,7 @@ def run(session: Session, build: Callable[[Store], Any], params: dict[str, Any])
     connection = session.connection()
     if connection.dialect.name != "postgresql":
         return connection.execute(_for_store("sqlite", build), params)
-    driver = connection.connection.driver_connection
-    assert driver is not None  # a connection checked out of the pool
-    cursor = driver.cursor(row_factory=namedtuple_row)
-    return cursor.execute(driver_text(build), params, prepare=plan_once(params))
+    return DriverCursor(session).execute(driver_text(build), params, prepare=plan_once(params))
 
 
 # A prepared statement's generic plan takes a list parameter for a few values: right for
@@ -138,7 +135,7 @@ def insert_signals(
         return {}
     connection = session.connection()
     if connection.dialect.name == "postgresql":
-        inserted = connection.exec_driver_sql(
+        inserted = DriverCursor(session).execute(
             INSERT_SIGNALS, (account_id, signal_rows_json(drafts, placements, ids), received_at)
         )
         return {bytes(digest): signal_id for signal_id, digest in inserted}
@@ -183,12 +180,10 @@ def settle(
     results by tests/functional/test_stores_agree.py."""
     connection = session.connection()
     if connection.dialect.name == "postgresql":
-        return bool(
-            connection.exec_driver_sql(
-                SETTLE,
-                (account_id, period_start, limit, new_signals_json(new), spans_json(spans), now),
-            ).scalar_one()
+        settled = DriverCursor(session).execute(
+            SETTLE, (account_id, period_start, limit, new_signals_json(new), spans_json(spans), now)
         )
+        return bool(settled.fetchone()[0])
     if not claim_usage(session, account_id, period_start, len(new), limit):
         return False
     widened = dict(spans)
@@ -277,8 +272,8 @@ def allocate_ids(session: Session, table: sa.Table, count: int) -> list[int]:
     them, identifiers to their new clusters)."""
     connection = session.connection()
     if connection.dialect.name == "postgresql":
-        ids = connection.exec_driver_sql(_NEXT_IDS, {"table": table.name, "count": count})
-        return list(ids.scalars())
+        ids = DriverCursor(session).execute(_NEXT_IDS, {"table": table.name, "count": count})
+        return [row[0] for row in ids]
     # SQLite has one writing transaction at a time (BEGIN IMMEDIATE): the next ids are free.
     last = connection.execute(sa.select(sa.func.max(table.c.id))).scalar() or 0
     return list(range(last + 1, last + 1 + count))

@@ -8,8 +8,7 @@ locks.py), so reads of the graph stay true until commit.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,6 +16,7 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from receiver import metrics, store
+from receiver.db import DriverCursor
 from receiver.events import Draft
 from receiver.identity.identifiers import usable
 from receiver.identity.replay import (
@@ -280,40 +280,44 @@ def rehydrate_stored(
         return {}
     spans: dict[int, tuple[datetime, datetime]] = {}
     connection = session.connection()
-    with statement_timeout(session, timeout_ms):
-        if connection.dialect.name == "postgresql":
-            rows = [
-                (kind, value, r.lead_id, r.cause, position)
-                for position, r in enumerate(rehydrations)
-                for kind, value in r.keys
+    if connection.dialect.name == "postgresql":
+        rows = [
+            (kind, value, r.lead_id, r.cause, position)
+            for position, r in enumerate(rehydrations)
+            for kind, value in r.keys
+        ]
+        params = {
+            "kinds": [row[0] for row in rows],
+            "values": [row[1] for row in rows],
+            "leads": [row[2] for row in rows],
+            "causes": [row[3] for row in rows],
+            "positions": [row[4] for row in rows],
+            "account": account_id,
+            "keep": list(keep),
+            "now": now,
+        }
+        # One round trip: the longer timeout, the move, the connection's own timeout again.
+        _, moved, _ = DriverCursor(session).execute_together(
+            [
+                (_LONGER_TIMEOUT, {"ms": str(timeout_ms)}),
+                (_REHYDRATE_ALL, params),
+                (_OWN_TIMEOUT, None),
             ]
-            moved = connection.exec_driver_sql(
-                _REHYDRATE_ALL,
+        )
+    else:
+        moved = []
+        for r in rehydrations:
+            moved += connection.execute(
+                _REHYDRATE_ONE,
                 {
-                    "kinds": [row[0] for row in rows],
-                    "values": [row[1] for row in rows],
-                    "leads": [row[2] for row in rows],
-                    "causes": [row[3] for row in rows],
-                    "positions": [row[4] for row in rows],
                     "account": account_id,
-                    "keep": list(keep),
+                    "lead": r.lead_id,
+                    "cause": r.cause,
                     "now": now,
+                    "keep": list(keep),
+                    **by_kind(r.keys),
                 },
             ).all()
-        else:
-            moved = []
-            for r in rehydrations:
-                moved += connection.execute(
-                    _REHYDRATE_ONE,
-                    {
-                        "account": account_id,
-                        "lead": r.lead_id,
-                        "cause": r.cause,
-                        "now": now,
-                        "keep": list(keep),
-                        **by_kind(r.keys),
-                    },
-                ).all()
     metrics.REHYDRATED.inc(len(moved))
     for lead_id, occurred_at in moved:
         if occurred_at.tzinfo is None:  # SQLite gives naive datetimes back
@@ -379,17 +383,8 @@ def _rehydrate_one() -> sa.Update:
 _REHYDRATE_ONE = _rehydrate_one()
 
 
-@contextmanager
-def statement_timeout(session: Session, timeout_ms: int) -> Iterator[None]:
-    if session.get_bind().dialect.name != "postgresql":
-        yield
-        return
-    connection = session.connection()
-    connection.execute(
-        sa.text("SELECT set_config('statement_timeout', :ms, true)"), {"ms": str(timeout_ms)}
-    )
-    yield
-    connection.execute(sa.text("RESET statement_timeout"))  # back to the connection's own
+_LONGER_TIMEOUT = "SELECT set_config('statement_timeout', %(ms)s, true)"
+_OWN_TIMEOUT = "RESET statement_timeout"
 
 
 def cluster_keys(session: Session, account_id: int, cluster_id: int) -> list[Key]:

@@ -38,7 +38,7 @@ from collections.abc import Iterable
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from receiver.db import StartOver
+from receiver.db import DriverCursor, StartOver
 
 LOCK_NAMESPACE = 0x52_43  # the first key of the two-int advisory lock space, ours
 SHARED, EXCLUSIVE = "shared", "exclusive"
@@ -73,7 +73,7 @@ def lock_identities(session: Session, exclusive: Iterable[int], shared: Iterable
         return
     params = identity_lock_params(exclusive, shared)
     if params["keys"]:
-        session.connection().exec_driver_sql(IDENTITY_LOCKS_SQL, params)
+        DriverCursor(session).execute(IDENTITY_LOCKS_SQL, params)
 
 
 def lock_closure(session: Session, keys: Iterable[int], held: set[int]) -> None:

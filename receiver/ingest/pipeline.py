@@ -17,7 +17,7 @@ from sqlmodel import Session
 from receiver import store
 from receiver.accounts import Sender, find_sender
 from receiver.credentials import API_KEY_KIND, Credential, parse_credential
-from receiver.db import StartOver
+from receiver.db import DriverCursor, StartOver
 from receiver.events import Draft, InvalidEvent
 from receiver.identity import resolve
 from receiver.identity.locks import LOCK_NAMESPACE
@@ -101,7 +101,7 @@ def begin(session: Session, api_key: str, period_start: date) -> Begun | None:
         return None
     connection = session.connection()
     if connection.dialect.name == "postgresql":
-        row = connection.exec_driver_sql(BEGIN_SQL, begin_params(key, period_start)).first()
+        row = DriverCursor(session).execute(BEGIN_SQL, begin_params(key, period_start)).fetchone()
         if row is None:
             return None
         key_id, sealed, plan, limit, version, used, whole_body = row
