@@ -60,27 +60,30 @@ def by_kind(keys: Iterable[Key]) -> dict[str, list[str]]:
 def load(
     session: Session,
     account_id: int,
-    keys: Iterable[Key],
+    reach: Iterable[Key],
     emails: Iterable[str],
     max_leads: int,
-    whole_clusters: bool,
+    placed: Iterable[Key] = (),
 ) -> tuple[Graph, dict[int, LeadTraits], dict[str, int]]:
-    """The graph as far as the keys reach: their identifiers (every identifier of their
-    clusters when whole_clusters, as an identity event may merge them) and their leads, with
-    the leads of the emails and those leads' traits. Two statements at most."""
-    params: dict[str, Any] = {"account_id": account_id, **by_kind(keys)}
+    """The graph as far as identity events' keys (`reach`) reach: every identifier of their
+    clusters, which those events may merge, and the leads of the clusters and of the emails,
+    with their traits; and the identifiers of plain events' keys (`placed`) themselves, with
+    their clusters' leads: enough to place the events. Three statements at most."""
     graph = Graph({}, {}, {}, max_leads)
-    if params["anonymous"] or params["users"]:
-        statement = _reach if whole_clusters else lookup_statement
-        add_identifiers(graph, store.run(session, statement, params))
+    reached = by_kind(reach)
+    if reached["anonymous"] or reached["users"]:
+        add_identifiers(graph, store.run(session, _reach, {"account_id": account_id, **reached}))
+    lead_ids = sorted(graph.lead_clusters)
+    rest = by_kind(key for key in placed if key not in graph.identifiers)
+    if rest["anonymous"] or rest["users"]:
+        rows = store.run(session, lookup_statement, {"account_id": account_id, **rest})
+        add_identifiers(graph, rows)
     traits: dict[int, LeadTraits] = {}
     by_email: dict[str, int] = {}
     emails = sorted(set(emails))
-    if whole_clusters and (emails or graph.lead_clusters):
+    if emails or lead_ids:
         rows = store.run(
-            session,
-            _leads_statement,
-            {"account_id": account_id, "emails": emails, "ids": sorted(graph.lead_clusters)},
+            session, _leads_statement, {"account_id": account_id, "emails": emails, "ids": lead_ids}
         )
         for row in rows:
             by_email[row.named_by] = row.id
@@ -115,7 +118,7 @@ def add_identifiers(graph: Graph, rows: Iterable[Any]) -> None:
 
 def lookup(session: Session, account_id: int, keys: Iterable[Key]) -> Graph:
     """The identifiers themselves, with their clusters' leads: enough to place events."""
-    return load(session, account_id, keys, (), 0, whole_clusters=False)[0]
+    return load(session, account_id, (), (), 0, placed=keys)[0]
 
 
 def _identity_columns(unlinked: Any = None) -> tuple[Any, ...]:

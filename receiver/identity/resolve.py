@@ -154,7 +154,7 @@ def _apply_run(
         body_graph, traits, by_email = _load_locked(session, account_id, drafts, policy, held)
     else:
         body_graph, traits, by_email = graph.load(
-            session, account_id, (k for d in drafts for k in _keys(d)), (), 0, whole_clusters=False
+            session, account_id, (), (), 0, placed=(k for d in drafts for k in _keys(d))
         )
     keys = [tuple(graph.keys_of(d)) for d in drafts]
     if not changing:
@@ -370,14 +370,16 @@ def lock_identities(session: Session, account_id: int, drafts: Sequence[Draft]) 
 def _load(
     session: Session, account_id: int, drafts: Sequence[Draft], max_leads: int
 ) -> tuple[Graph, dict[int, LeadTraits], dict[str, int]]:
-    """The graph as far as the drafts' identifiers and emails reach (identity events' only)."""
+    """The graph as far as the identity events' identifiers and emails reach, and the plain
+    events' identifiers."""
+    changing = [d for d in drafts if changes_identity(d)]
     return graph.load(
         session,
         account_id,
-        (key for d in drafts for key in _keys(d)),
-        (e for d in drafts if changes_identity(d) and (e := _email(d)) is not None),
+        (key for d in changing for key in _keys(d)),
+        (e for d in changing if (e := _email(d)) is not None),
         max_leads,
-        whole_clusters=True,
+        placed=(key for d in drafts if not changes_identity(d) for key in _keys(d)),
     )
 
 
