@@ -91,8 +91,9 @@ def apply(
         else:
             run.append(draft)
     _apply_run(session, account_id, run, now, policy, applied, held)
-    if applied.cold and (applied.deleted or any(changes_identity(d) for d in drafts)):
-        # A later run may have rehydrated signals that an earlier one left cold.
+    if applied.cold and applied.deleted:
+        # A later run may have rehydrated signals that an earlier one left cold (within a
+        # run, replay placed every signal where it ends).
         applied.cold = store.still_cold(session, account_id, applied.cold)
     return applied
 
@@ -253,10 +254,11 @@ def _replay(
     graph as the events before it left it; an identity event links, enriches and rehydrates.
     Returns the traits of each group (company) the body names, the last call's winning."""
     companies: dict[str, dict[str, Any]] = {}
-    seen: list[BodySignal] = []
+    cold: list[BodySignal] = []  # the body's signals so far that are cold
     for draft, signal, signal_id in body:
         signal.placement = body_graph.place(signal.keys)
-        seen.append(signal)
+        if signal.placement.is_cold:
+            cold.append(signal)
         if not changes_identity(draft):
             continue
         if _is(draft, "group") and (group_id := _group_id(draft)) is not None:
@@ -278,7 +280,8 @@ def _replay(
             continue
         if traits:
             deferred.enrich_in_memory(lead_id, traits, draft.occurred_at)
-        move_cold_signals(seen, body_graph.rehydrate(cluster, lead_id, signal_id))
+        move_cold_signals(cold, body_graph.rehydrate(cluster, lead_id, signal_id))
+        cold = [s for s in cold if s.placement.is_cold]
         if signal.placement.lead_id != lead_id:
             # The event that resolved the lead is on it, whatever identifiers it had.
             signal.placement = Placement(lead_id, False, signal_id)

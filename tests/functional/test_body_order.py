@@ -142,9 +142,11 @@ def _json(value: Any) -> bytes:
     )
 
 
-def send(app: Flask, api_key: str, body: list[dict[str, Any]] | dict[str, Any]) -> None:
+def send(app: Flask, api_key: str, body: list[dict[str, Any]] | dict[str, Any]) -> list[str]:
+    """The body's results' statuses."""
     response = app.test_client().post(f"/webhook/{api_key}", data=orjson.dumps(body))
     assert response.status_code == 200, response.json
+    return [result["status"] for result in response.json["results"]]
 
 
 @pytest.fixture(scope="module")
@@ -208,6 +210,13 @@ def test_sqlite_stores_a_body_as_postgres_does(apps, body):
     for app in apps.values():
         engine = db.engine_of(app)
         account = make_account(engine)
-        send(app, account.api_key, body)
+        statuses = send(app, account.api_key, body)
         states.append(state(engine, account.account_id))
+        # An event is answered cold exactly when its signal is left cold (a later identify
+        # of the body may have moved it onto a lead).
+        stored = [cold for _, cold, *_ in states[-1]["signals"]]
+        assert (statuses.count("stored"), statuses.count("cold")) == (
+            stored.count(False),
+            stored.count(True),
+        ), orjson.dumps(body).decode()
     assert states[0] == states[1], orjson.dumps(body).decode()
