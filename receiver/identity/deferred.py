@@ -20,43 +20,38 @@ from sqlmodel import Session
 from receiver import store
 from receiver.identity import leads
 from receiver.identity.enrichment import lead_fields, merge_traits
-from receiver.identity.replay import LeadTraits
 
 
 @dataclass
 class Deferred:
-    traits: dict[int, LeadTraits] = field(default_factory=dict)
+    enrichments: dict[int, list[tuple[dict[str, Any], datetime]]] = field(default_factory=dict)
     groups: dict[int, tuple[str, str | None]] = field(default_factory=dict)
     dequeued: Counter[store.GroupKey] = field(default_factory=Counter)
     deleted_leads: set[int] = field(default_factory=set)
 
-    def preload(self, lead_id: int, state: LeadTraits) -> None:
-        """A lead's traits as read under its identity lock (held, so no other writer of them
-        runs until commit), unless this transaction has merged into them already."""
-        self.traits.setdefault(lead_id, state)
-
-    def enrich_in_memory(self, lead_id: int, traits: dict[str, Any], at: datetime) -> None:
-        """Merge traits into the lead, each kept only if no newer event set it already."""
-        state = self.traits[lead_id]
-        state.traits, state.trait_times = merge_traits(state.traits, state.trait_times, traits, at)
-        state.changed = True
+    def enrich(self, lead_id: int, traits: dict[str, Any], at: datetime) -> None:
+        """Traits to merge into the lead, each kept only if no newer event set it already."""
+        self.enrichments.setdefault(lead_id, []).append((traits, at))
 
     def record_group(self, lead_id: int, group_id: str, name: str | None) -> None:
         self.groups[lead_id] = (group_id, name)
 
     def flush(self, session: Session, account_id: int) -> None:
-        """Write everything held back, in the lock order: leads by id, then queue groups."""
+        """Write everything held back, in the lock order: leads by id, then queue groups.
+        A lead's traits are read again under its row lock and the body's merged into them: a
+        returning visitor's identify holds no exclusive lock of its lead (resolve.py), so
+        another body may have enriched it since it was read."""
+        enriched = sorted(set(self.enrichments) - self.deleted_leads)
         changes = {}
-        for lead_id, state in self.traits.items():
-            if state.changed and lead_id not in self.deleted_leads:
-                fields = lead_fields(state.traits)
-                if fields["company"] is None:
-                    fields["company"] = state.company  # from a group call, until traits name one
-                changes[lead_id] = {
-                    "traits": state.traits,
-                    "trait_times": state.trait_times,
-                    **fields,
-                }
+        for lead_id, (traits, times, company) in leads.lock_traits(
+            session, account_id, enriched
+        ).items():
+            for incoming, at in self.enrichments[lead_id]:
+                traits, times = merge_traits(traits, times, incoming, at)
+            fields = lead_fields(traits)
+            if fields["company"] is None:
+                fields["company"] = company  # from a group call, until traits name one
+            changes[lead_id] = {"traits": traits, "trait_times": times, **fields}
         leads.write_traits(session, account_id, changes)
         leads.write_companies(
             session,

@@ -25,7 +25,6 @@ from receiver.identity.replay import (
     Graph,
     Identifier,
     Key,
-    LeadTraits,
     Rehydration,
 )
 from receiver.models import (
@@ -64,11 +63,11 @@ def load(
     emails: Iterable[str],
     max_leads: int,
     placed: Iterable[Key] = (),
-) -> tuple[Graph, dict[int, LeadTraits], dict[str, int]]:
+) -> tuple[Graph, dict[str, int]]:
     """The graph as far as identity events' keys (`reach`) reach: every identifier of their
-    clusters, which those events may merge, and the leads of the clusters and of the emails,
-    with their traits; and the identifiers of plain events' keys (`placed`) themselves, with
-    their clusters' leads: enough to place the events. Three statements at most."""
+    clusters, which those events may merge, and the leads of the clusters and of the emails
+    (by email); and the identifiers of plain events' keys (`placed`) themselves, with their
+    clusters' leads: enough to place the events. Three statements at most."""
     graph = Graph({}, {}, {}, max_leads)
     reached = by_kind(reach)
     if reached["anonymous"] or reached["users"]:
@@ -78,7 +77,6 @@ def load(
     if rest["anonymous"] or rest["users"]:
         rows = store.run(session, lookup_statement, {"account_id": account_id, **rest})
         add_identifiers(graph, rows)
-    traits: dict[int, LeadTraits] = {}
     by_email: dict[str, int] = {}
     emails = sorted(set(emails))
     if emails or lead_ids:
@@ -87,11 +85,10 @@ def load(
         )
         for row in rows:
             by_email[row.named_by] = row.id
-            traits[row.id] = LeadTraits(dict(row.traits), dict(row.trait_times), row.company)
             if row.cluster_id is not None:
                 graph.lead_clusters[row.id] = row.cluster_id
                 graph.cluster_leads[row.cluster_id] = row.id
-    return graph, traits, by_email
+    return graph, by_email
 
 
 def add_identifiers(graph: Graph, rows: Iterable[Any]) -> None:
@@ -181,10 +178,6 @@ def _leads_statement(db: store.Store) -> sa.CompoundSelect:
     def with_cluster(named_by: Any) -> sa.Select:
         return sa.select(
             lead.id,
-            lead.email,
-            lead.traits,
-            lead.trait_times,
-            lead.company,
             c.id.label("cluster_id"),
             named_by.label("named_by"),
         ).outerjoin(clusters_table, sa.and_(c.account_id == lead.account_id, c.lead_id == lead.id))

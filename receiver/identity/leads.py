@@ -9,6 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session
 
+from receiver import store
 from receiver.models import (
     companies_table,
     lead_emails_table,
@@ -54,6 +55,27 @@ def create_for_emails(
             ).all()
         )
     return found
+
+
+def lock_traits(
+    session: Session, account_id: int, lead_ids: Sequence[int]
+) -> dict[int, tuple[dict[str, Any], dict[str, str], str | None]]:
+    """The leads' traits, trait times and company, their rows locked until commit, in id
+    order (identity/locks.py, order 4)."""
+    if not lead_ids:
+        return {}
+    rows = store.run(session, _locked_traits, {"account_id": account_id, "ids": list(lead_ids)})
+    return {row.id: (dict(row.traits), dict(row.trait_times), row.company) for row in rows}
+
+
+def _locked_traits(db: store.Store) -> sa.Select:
+    c = leads_table.c
+    return (
+        sa.select(c.id, c.traits, c.trait_times, c.company)
+        .where(c.account_id == sa.bindparam("account_id"), db.in_(c.id, "ids"))
+        .order_by(c.id)
+        .with_for_update()
+    )
 
 
 def write_traits(session: Session, account_id: int, changes: dict[int, dict[str, Any]]) -> None:

@@ -4,9 +4,11 @@ The race they prevent: a track that finds no lead for its visitor goes to cold s
 an identify of the same visitor moves that visitor's cold signals onto a lead. Were both to
 run at once, the track could commit cold just after the identify had rehydrated, and stay
 stranded. So every event locks the identifiers it places its signal by: shared when it only
-reads the identity graph (a track, a page), exclusive when it changes it (identify, alias,
-group, delete, and events a rule gives lead fields). Events of different visitors take
-different locks and never wait for each other; a hot visitor slows down only itself.
+reads the identity graph (a track, a page, and a returning visitor's identify, which links
+nothing: resolve.links_nothing), exclusive when it changes it (identify, alias, group, delete,
+and events a rule gives lead fields). Events of different visitors take different locks and
+never wait for each other; a hot visitor slows down only itself, and a returning visitor's
+tracks and identifies do not wait for each other either.
 
 An identity event changes more than its own identifiers: merging clusters moves the cold
 signals of every identifier in them, and a lead is found by its email. So it locks exclusive
@@ -26,6 +28,8 @@ retention, deletion), so that waiting never turns into a deadlock:
      then leads in id order, then Signal Queue groups in key order. A lead row is written only
      after the counter is claimed, so writers of an account line up on the counter for the
      last few statements of their transaction and never wait on each other's leads in a circle.
+     A lead's traits are read again under its row lock before the body's are merged in
+     (deferred.py): identifies holding only shared identity locks may enrich one lead at once.
 
 Locks are transaction-scoped: commit or rollback releases them.
 """

@@ -23,7 +23,7 @@ from receiver.events import Draft, Placement
 from receiver.identity import graph, leads, locks
 from receiver.identity.deferred import Deferred
 from receiver.identity.identifiers import normalise_email, traits_of, usable
-from receiver.identity.replay import BodySignal, Graph, Key, LeadTraits, move_cold_signals
+from receiver.identity.replay import BodySignal, Graph, Key, move_cold_signals
 from receiver.models import signals_table
 
 IDENTITY_TYPES = frozenset({"identify", "alias", "group", "delete"})
@@ -114,13 +114,13 @@ def apply_stored(
     if not changing:
         return applied
     drafts = [d for _, d in changing]
-    body_graph, traits, by_email = _load_locked(session, account_id, drafts, policy, held)
+    body_graph, by_email = _load_locked(session, account_id, drafts, policy, held)
     body = []
     for signal_id, d in changing:
         keys = tuple(graph.keys_of(d))
         body.append((d, BodySignal(keys, body_graph.place(keys), d.occurred_at), signal_id))
     placed_by_graph = [signal.placement for _, signal, _ in body]
-    _resolve(session, account_id, body_graph, traits, by_email, body, now, policy, applied)
+    _resolve(session, account_id, body_graph, by_email, body, now, policy, applied)
     store.replace_placements(
         session,
         account_id,
@@ -152,9 +152,9 @@ def _apply_run(
         return
     changing = any(changes_identity(d) for d in drafts)
     if changing:
-        body_graph, traits, by_email = _load_locked(session, account_id, drafts, policy, held)
+        body_graph, by_email = _load_locked(session, account_id, drafts, policy, held)
     else:
-        body_graph, traits, by_email = graph.load(
+        body_graph, by_email = graph.load(
             session, account_id, (), (), 0, placed=(k for d in drafts for k in _keys(d))
         )
     keys = [tuple(graph.keys_of(d)) for d in drafts]
@@ -178,7 +178,7 @@ def _apply_run(
             seen.add(draft.content_hash)
             signal = BodySignal(draft_keys, body_graph.place(draft_keys), draft.occurred_at)
             body.append((draft, signal, signal_id))
-    _resolve(session, account_id, body_graph, traits, by_email, body, now, policy, applied)
+    _resolve(session, account_id, body_graph, by_email, body, now, policy, applied)
     inserted = store.insert_signals(
         session,
         account_id,
@@ -208,7 +208,6 @@ def _resolve(
     session: Session,
     account_id: int,
     body_graph: Graph,
-    traits: dict[int, LeadTraits],
     by_email: dict[str, int],
     body: list[tuple[Draft, BodySignal, int]],
     now: datetime,
@@ -223,11 +222,7 @@ def _resolve(
         email = _email(draft) if changes_identity(draft) else None
         if email is not None and email not in by_email:
             first_seen.setdefault(email, draft.occurred_at)
-    for email, lead_id in leads.create_for_emails(session, account_id, first_seen, now).items():
-        by_email[email] = lead_id
-        traits[lead_id] = LeadTraits({}, {}, None)
-    for lead_id, state in traits.items():
-        applied.deferred.preload(lead_id, state)
+    by_email.update(leads.create_for_emails(session, account_id, first_seen, now))
     companies = _replay(body_graph, by_email, body, applied.deferred)
     leads.record_companies(session, account_id, companies, now)
     graph.write(session, account_id, body_graph, now)
@@ -279,7 +274,7 @@ def _replay(
         if lead_id is None:
             continue
         if traits:
-            deferred.enrich_in_memory(lead_id, traits, draft.occurred_at)
+            deferred.enrich(lead_id, traits, draft.occurred_at)
         move_cold_signals(cold, body_graph.rehydrate(cluster, lead_id, signal_id))
         cold = [s for s in cold if s.placement.is_cold]
         if signal.placement.lead_id != lead_id:
@@ -349,30 +344,26 @@ def forget_person(session: Session, account_id: int, draft: Draft, deferred: Def
 
 
 def lock_identities(session: Session, account_id: int, drafts: Sequence[Draft]) -> set[int]:
-    """Take the identity locks a body's drafts need (locks.py, order 2): shared on the
-    identifiers plain events are placed by; exclusive on everything identity events may
-    change: their identifiers, emails and leads, and every identifier of their clusters, as
-    read just before. Returns the exclusive ones; the graph is read again under them (order 3,
-    _load_locked), since a cluster may have grown in between."""
-    changing = [d for d in drafts if changes_identity(d)]
+    """Take the identity locks a body's drafts need (locks.py, order 2): exclusive on
+    everything the identity events that change the graph may change (_keys_to_lock), as read
+    just before; shared on every other identifier of the body, which events are placed by.
+    Returns the exclusive ones; the graph is read again under them (order 3, _load_locked),
+    since it may have changed in between."""
     shared = {
-        locks.identity_key(account_id, kind, value)
-        for d in drafts
-        if not changes_identity(d)
-        for kind, value in graph.keys_of(d)
+        locks.identity_key(account_id, kind, value) for d in drafts for kind, value in _keys(d)
     }
+    changing = [d for d in drafts if changes_identity(d)]
     if not changing:
         locks.lock_identities(session, (), shared)
         return set()
-    loaded = _load(session, account_id, changing, 0)
-    wanted = _keys_to_lock(account_id, changing, *loaded)
+    wanted = _keys_to_lock(account_id, changing, *_load(session, account_id, changing, 0))
     locks.lock_identities(session, wanted, shared - wanted)
     return wanted
 
 
 def _load(
     session: Session, account_id: int, drafts: Sequence[Draft], max_leads: int
-) -> tuple[Graph, dict[int, LeadTraits], dict[str, int]]:
+) -> tuple[Graph, dict[str, int]]:
     """The graph as far as the identity events' identifiers and emails reach, and the plain
     events' identifiers."""
     changing = [d for d in drafts if changes_identity(d)]
@@ -388,7 +379,7 @@ def _load(
 
 def _load_locked(
     session: Session, account_id: int, drafts: Sequence[Draft], policy: Policy, held: set[int]
-) -> tuple[Graph, dict[int, LeadTraits], dict[str, int]]:
+) -> tuple[Graph, dict[str, int]]:
     """_load, under the locks of all it reaches: those not held yet are taken without waiting
     (locks.lock_closure), or the transaction starts over."""
     loaded = _load(session, account_id, drafts, policy.max_leads_per_identifier)
@@ -397,16 +388,15 @@ def _load_locked(
 
 
 def _keys_to_lock(
-    account_id: int,
-    drafts: Sequence[Draft],
-    body_graph: Graph,
-    traits: dict[int, LeadTraits],
-    by_email: dict[str, int],
+    account_id: int, drafts: Sequence[Draft], body_graph: Graph, by_email: dict[str, int]
 ) -> set[int]:
     """The lock keys of everything the identity events among drafts may change, as the graph
     stands: their identifiers and every identifier of those identifiers' clusters, their
-    emails, and the leads of both. (Plain events' identifiers are locked shared.)"""
-    changing = [d for d in drafts if changes_identity(d)]
+    emails, and the leads of both. A returning visitor's identify changes none of them
+    (`links_nothing`): its identifiers are locked shared, as plain events' are."""
+    changing = [
+        d for d in drafts if changes_identity(d) and not links_nothing(d, body_graph, by_email)
+    ]
     keys = {key for d in changing for key in _keys(d)}
     clusters = {entry.cluster for k in keys if (entry := body_graph.known(k)) is not None}
     keys |= {k for k, entry in body_graph.identifiers.items() if entry.cluster in clusters}
@@ -418,3 +408,27 @@ def _keys_to_lock(
         *(locks.identity_key(account_id, locks.EMAIL, email) for email in emails),
         *(locks.identity_key(account_id, locks.LEAD, lead_id) for lead_id in lead_ids),
     }
+
+
+def links_nothing(draft: Draft, body_graph: Graph, by_email: dict[str, int]) -> bool:
+    """An identify whose email has a lead whose cluster holds each of its identifiers already,
+    unblocked: a returning visitor's. Replay links nothing for it (Graph.link finds every key
+    in the target cluster), so it changes no identifier, cluster or email, only its lead's
+    traits, which Deferred.flush merges under the lead's row lock. While its identifiers are
+    locked shared, no other transaction can change them either."""
+    if not _is(draft, "identify"):
+        return False
+    email = _email(draft)
+    lead_id = by_email.get(email) if email is not None else None
+    cluster = body_graph.lead_clusters.get(lead_id) if lead_id is not None else None
+    keys = _keys(draft)
+    return (
+        cluster is not None
+        and bool(keys)
+        and all(
+            (entry := body_graph.known(key)) is not None
+            and entry.cluster == cluster
+            and not entry.blocked
+            for key in keys
+        )
+    )

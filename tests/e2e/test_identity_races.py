@@ -230,3 +230,45 @@ def test_a_rule_backfill_racing_new_tracks_strands_nothing(server):
     assert len(placed) == 30 * 51
     stranded = [row for row in placed if row["email"] != f"{row['anonymous_id']}@example.com"]
     assert stranded == []
+
+
+def test_returning_visitors_identifies_at_once_lose_no_trait_and_strand_no_track(server):
+    """Returning visitors' identifies lock their identifiers shared, as tracks do, so they no
+    longer wait for each other. Ten visitors, identified once before; then for each, twelve
+    bodies of three identifies that each set a trait of their own, with tracks around them,
+    all sent at once: every lead ends with all 36 of its traits, and every track on its lead.
+    With the traits merged as read before the lead's row lock, traits are lost."""
+    account = create_account(server.database_url, "--signal-limit", "1000000")
+    path = account["webhook_path"]
+    visitors = [f"returning-{n}-{uuid.uuid4()}" for n in range(10)]
+
+    def identifies(visitor: str, traits: dict[str, object]) -> list[dict]:
+        email = f"{visitor}@example.com"
+        return [identify(email, anonymousId=visitor, traits={"email": email, **traits})]
+
+    first = [http_request("POST", path, orjson.dumps(identifies(v, {}))) for v in visitors]
+    assert {status for status, _ in send_all_at_once(server.port, first)} == {200}
+    raws = []
+    for visitor in visitors:
+        for body in range(12):
+            events = [track(anonymousId=visitor)]
+            for n in range(3):
+                events += identifies(visitor, {f"t{body * 3 + n}": n})
+            events.append(track(anonymousId=visitor))
+            raws.append(http_request("POST", path, orjson.dumps(events)))
+    answers = send_all_at_once(server.port, raws)
+    assert Counter(status for status, _ in answers) == {200: len(raws)}
+    leads = query(
+        server.database_url,
+        "SELECT email, traits FROM leads WHERE account_id = :a",
+        a=account["account_id"],
+    )
+    assert len(leads) == len(visitors)
+    for lead in leads:
+        assert sorted(k for k in lead["traits"] if k.startswith("t")) == sorted(
+            f"t{n}" for n in range(36)
+        ), lead["email"]
+    placed = _placements(server.database_url, account["account_id"])
+    assert len(placed) == len(visitors) * (1 + 12 * 5)
+    stranded = [row for row in placed if row["email"] != f"{row['anonymous_id']}@example.com"]
+    assert stranded == []

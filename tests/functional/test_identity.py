@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import orjson
+import psycopg
 import pytest
 import sqlalchemy as sa
 
+from receiver import db
+from receiver.app import create_app
+from receiver.config import Settings
+from receiver.identity import locks
 from tests.builders import identify, track
+from tests.conftest import TEST_SECRET_KEY, _libpq, close_app, make_account
 from tests.functional.test_webhook import BOTH_STORES
 
 
@@ -314,3 +320,31 @@ def test_redelivered_identify_rehydrates_nothing_twice_and_counts_nothing_twice(
         engine, "SELECT used FROM usage_counters WHERE account_id = :a", a=account.account_id
     )
     assert used[0]["used"] == 2
+
+
+def test_a_returning_visitors_identify_does_not_wait_for_its_tracks(postgres_url):
+    """A track in flight holds its visitor's identifiers shared. A returning visitor's
+    identify links nothing, so it locks them shared too and goes through; an identify that
+    gives the visitor another email must lock them exclusive, and waits (here past a short
+    lock timeout: 503)."""
+    settings = Settings(
+        database_url=postgres_url, secret_key=TEST_SECRET_KEY, db_statement_timeout_ms=300
+    )
+    app = create_app(settings)
+    try:
+        engine = db.engine_of(app)
+        account = make_account(engine)
+        client = app.test_client()
+        send(client, account, identify("back@example.com", anonymousId="back-1"))
+        key = locks.identity_key(account.account_id, "anonymous_id", "back-1")
+
+        def post(email):
+            body = orjson.dumps(identify(email, anonymousId="back-1"))
+            return client.post(f"/webhook/{account.api_key}", data=body).status_code
+
+        with psycopg.connect(_libpq(sa.make_url(postgres_url))) as track_in_flight:
+            track_in_flight.execute("SELECT pg_advisory_xact_lock_shared(%s)", (key,))
+            returning, another_email = post("back@example.com"), post("other@example.com")
+        assert (returning, another_email) == (200, 503)
+    finally:
+        close_app(app)
