@@ -301,6 +301,15 @@ def _stored(db: Store) -> sa.Select:
 
 
 def new_signals_json(new: Sequence[NewSignal]) -> str:
+    """receiver_settle's p_new. A payload is sent only where it may become a queue group's
+    sample (the group's first new signal by id, as the function picks it): the others would
+    only be parsed again."""
+    samples: dict[GroupKey, int] = {}
+    for s in new:
+        if s.draft.match is None:
+            key = group_key(s.draft.source, s.draft.event_type, s.draft.event_name)
+            samples[key] = min(samples.get(key, s.signal_id), s.signal_id)
+    sample_ids = set(samples.values())
     return _json(
         [
             {
@@ -311,7 +320,7 @@ def new_signals_json(new: Sequence[NewSignal]) -> str:
                 "source": s.draft.source,
                 "event_type": s.draft.event_type,
                 "event_name": s.draft.event_name,
-                "payload": s.draft.payload,
+                "payload": s.draft.payload if s.signal_id in sample_ids else None,
             }
             for s in new
         ]

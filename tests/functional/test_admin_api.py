@@ -180,6 +180,19 @@ def test_form_with_another_form_name_is_not_mapped(client, account):
     assert [(g["event_name"], g["count"]) for g in queue["groups"]] == [("Form Submitted", 1)]
 
 
+@BOTH_STORES
+def test_a_new_groups_sample_is_its_first_event_in_a_body_with_identities(client, account):
+    # A body with an identify is stored set-based with its identity effects; its queue
+    # groups' samples are still each group's first event.
+    tracks = [track("Plan Chosen", properties={"step": n}) for n in range(3)]
+    send(client, account, track("Plan Chosen", properties={"step": 0}) | {"type": "page"})
+    send(client, account, identify("s@example.com"), *tracks, identify("t@example.com"))
+    groups = client.get("/admin/queue", headers=auth(account)).json["groups"]
+    chosen = next(g for g in groups if g["event_name"] == "Plan Chosen" and g["count"] == 3)
+    assert chosen["sample"]["properties"] == {"step": 0}
+    assert chosen["sample"]["messageId"] == tracks[0]["messageId"]
+
+
 def test_queue_groups_by_count_with_sample_and_suggested_rule(client, account):
     send(client, account, *[track("Pricing Viewed") for _ in range(3)])
     send(
