@@ -120,11 +120,19 @@ def lookup(session: Session, account_id: int, keys: Iterable[Key]) -> Graph:
 
 def _identity_columns(unlinked: Any = None) -> tuple[Any, ...]:
     i, c = identities_table.c, clusters_table.c
+    # A subquery, not a join: a prepared statement's generic plan, guessing ten keys for a
+    # list, would join every cluster of the account by hash instead of looking each one up.
+    lead_id = (
+        sa.select(c.lead_id)
+        .where(c.account_id == i.account_id, c.id == i.cluster_id)
+        .scalar_subquery()
+        .label("lead_id")
+    )
     return (
         i.kind,
         i.value,
         i.cluster_id,
-        c.lead_id,
+        lead_id,
         i.blocked_at,
         i.lead_history,
         i.linked_by_signal_id.label("linked_by"),
@@ -143,15 +151,10 @@ def _of_keys(db: store.Store) -> Any:
     )
 
 
-def _with_cluster(select: sa.Select) -> sa.Select:
-    i, c = identities_table.c, clusters_table.c
-    return select.join(clusters_table, sa.and_(c.account_id == i.account_id, c.id == i.cluster_id))
-
-
 def lookup_statement(db: store.Store) -> sa.Select:
     """The identifiers themselves, with their clusters' leads (ingest/plain.py sends its text
     in a pipeline)."""
-    return _with_cluster(sa.select(*_identity_columns())).where(_of_keys(db))
+    return sa.select(*_identity_columns()).where(_of_keys(db))
 
 
 def _reach(db: store.Store) -> sa.Select:
@@ -161,7 +164,8 @@ def _reach(db: store.Store) -> sa.Select:
     i, u = identities_table.c, unlinks_table.c
     unlinked = sa.and_(u.account_id == i.account_id, u.kind == i.kind, u.value == i.value)
     return (
-        _with_cluster(sa.select(*_identity_columns(u.lead_id)))
+        sa.select(*_identity_columns(u.lead_id))
+        .select_from(identities_table)
         .outerjoin(unlinks_table, unlinked)
         .where(
             i.account_id == sa.bindparam("account_id"),
@@ -176,11 +180,14 @@ def _leads_statement(db: store.Store) -> sa.CompoundSelect:
     lead, c, e = leads_table.c, clusters_table.c, lead_emails_table.c
 
     def with_cluster(named_by: Any) -> sa.Select:
-        return sa.select(
-            lead.id,
-            c.id.label("cluster_id"),
-            named_by.label("named_by"),
-        ).outerjoin(clusters_table, sa.and_(c.account_id == lead.account_id, c.lead_id == lead.id))
+        # A subquery, as in _identity_columns: looked up lead by lead in any plan.
+        cluster_id = (
+            sa.select(c.id)
+            .where(c.account_id == lead.account_id, c.lead_id == lead.id)
+            .scalar_subquery()
+            .label("cluster_id")
+        )
+        return sa.select(lead.id, cluster_id, named_by.label("named_by")).select_from(leads_table)
 
     own = with_cluster(lead.email).where(
         lead.account_id == sa.bindparam("account_id"),
