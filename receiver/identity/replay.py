@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from receiver.events import Placement
 
@@ -175,16 +174,6 @@ class Graph:
         rehydration = Rehydration(keys, lead_id, cause)
         self.rehydrations.append(rehydration)
         return rehydration
-
-
-@dataclass
-class LeadTraits:
-    """A lead's traits as the body has merged them so far."""
-
-    traits: dict[str, Any]
-    trait_times: dict[str, str]
-    company: str | None
-    changed: bool = False
 
 
 @dataclass
