@@ -197,14 +197,17 @@ class DriverCursor:
         with self._errors_translated():
             return self._cursor.execute(text, params, prepare=prepare)
 
-    def execute_together(self, statements: Sequence[tuple[str, Any]]) -> list[list[Any]]:
-        """The statements sent in one round trip (psycopg's pipeline), in order; the rows of
-        each."""
+    def execute_together(
+        self, statements: Sequence[tuple[str, Any]], prepare: Sequence[bool | None] = ()
+    ) -> list[list[Any]]:
+        """The statements sent in one round trip (psycopg's pipeline), in order, each prepared
+        as `prepare` says (execute's argument, None by default); the rows of each."""
+        prepare = list(prepare) or [None] * len(statements)
         with self._errors_translated():
             with self._driver.pipeline():
                 cursors = [self._driver.cursor(row_factory=namedtuple_row) for _ in statements]
-                for cursor, (text, params) in zip(cursors, statements, strict=True):
-                    cursor.execute(text, params)
+                for cursor, (text, params), how in zip(cursors, statements, prepare, strict=True):
+                    cursor.execute(text, params, prepare=how)
             return [cursor.fetchall() if cursor.description else [] for cursor in cursors]
 
     @contextmanager

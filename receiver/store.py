@@ -63,6 +63,20 @@ def run(session: Session, build: Callable[[Store], Any], params: dict[str, Any])
     return DriverCursor(session).execute(driver_text(build), params, prepare=plan_once(params))
 
 
+def run_together(
+    session: Session, statements: Sequence[tuple[Callable[[Store], Any], dict[str, Any]]]
+) -> list[list[Any]]:
+    """The rows of each statement (as run makes them): on Postgres all sent in one round
+    trip, so none may depend on another's rows."""
+    connection = session.connection()
+    if connection.dialect.name != "postgresql":
+        return [list(run(session, build, params)) for build, params in statements]
+    return DriverCursor(session).execute_together(
+        [(driver_text(build), params) for build, params in statements],
+        [plan_once(params) for _, params in statements],
+    )
+
+
 # A prepared statement's generic plan takes a list parameter for a few values: right for
 # one event's identifiers, a scan of the account's clusters for a batch's.
 GENERIC_PLAN_MAX_VALUES = 10

@@ -67,27 +67,26 @@ def load(
     """The graph as far as identity events' keys (`reach`) reach: every identifier of their
     clusters, which those events may merge, and the leads of the clusters and of the emails
     (by email); and the identifiers of plain events' keys (`placed`) themselves, with their
-    clusters' leads: enough to place the events. Three statements at most."""
+    clusters' leads: enough to place the events. Three statements, in one round trip."""
     graph = Graph({}, {}, {}, max_leads)
-    reached = by_kind(reach)
-    if reached["anonymous"] or reached["users"]:
-        add_identifiers(graph, store.run(session, _reach, {"account_id": account_id, **reached}))
-    lead_ids = sorted(graph.lead_clusters)
-    rest = by_kind(key for key in placed if key not in graph.identifiers)
-    if rest["anonymous"] or rest["users"]:
-        rows = store.run(session, lookup_statement, {"account_id": account_id, **rest})
-        add_identifiers(graph, rows)
-    by_email: dict[str, int] = {}
+    reached, looked_up = by_kind(reach), by_kind(placed)
     emails = sorted(set(emails))
-    if emails or lead_ids:
-        rows = store.run(
-            session, _leads_statement, {"account_id": account_id, "emails": emails, "ids": lead_ids}
-        )
-        for row in rows:
-            by_email[row.named_by] = row.id
-            if row.cluster_id is not None:
-                graph.lead_clusters[row.id] = row.cluster_id
-                graph.cluster_leads[row.cluster_id] = row.id
+    statements: list[tuple[Any, dict[str, Any]]] = []
+    if reached["anonymous"] or reached["users"]:
+        statements.append((_reach, {"account_id": account_id, **reached}))
+    if looked_up["anonymous"] or looked_up["users"]:
+        statements.append((lookup_statement, {"account_id": account_id, **looked_up}))
+    if emails:
+        statements.append((_leads_statement, {"account_id": account_id, "emails": emails}))
+    found = store.run_together(session, statements)
+    for rows in found[: len(statements) - bool(emails)]:
+        add_identifiers(graph, rows)  # a key both reached and placed comes first as reached
+    by_email: dict[str, int] = {}
+    for row in found[-1] if emails else ():
+        by_email[row.named_by] = row.id
+        if row.cluster_id is not None:
+            graph.lead_clusters[row.id] = row.cluster_id
+            graph.cluster_leads[row.cluster_id] = row.id
     return graph, by_email
 
 
@@ -175,8 +174,8 @@ def _reach(db: store.Store) -> sa.Select:
 
 
 def _leads_statement(db: store.Store) -> sa.CompoundSelect:
-    """The leads of the emails (their own, or an email merged into them: `named_by`) and of
-    the ids, with their clusters."""
+    """The leads of the emails (their own, or an email merged into them: `named_by`), with
+    their clusters. (The leads of reached clusters come with their identifiers.)"""
     lead, c, e = leads_table.c, clusters_table.c, lead_emails_table.c
 
     def with_cluster(named_by: Any) -> sa.Select:
@@ -190,8 +189,7 @@ def _leads_statement(db: store.Store) -> sa.CompoundSelect:
         return sa.select(lead.id, cluster_id, named_by.label("named_by")).select_from(leads_table)
 
     own = with_cluster(lead.email).where(
-        lead.account_id == sa.bindparam("account_id"),
-        sa.or_(db.in_(lead.email, "emails"), db.in_(lead.id, "ids")),
+        lead.account_id == sa.bindparam("account_id"), db.in_(lead.email, "emails")
     )
     merged = (
         with_cluster(e.email)
