@@ -259,7 +259,7 @@ def signal_rows_json(
 ) -> str:
     """The rows of receiver_insert_signals: a single parameter, serialised in one call and
     read by Postgres in one pass, whatever the size of the body."""
-    return _json(
+    return json_text(
         [
             {
                 **event_columns(d),
@@ -324,7 +324,7 @@ def new_signals_json(new: Sequence[NewSignal]) -> str:
             key = group_key(s.draft.source, s.draft.event_type, s.draft.event_name)
             samples[key] = min(samples.get(key, s.signal_id), s.signal_id)
     sample_ids = set(samples.values())
-    return _json(
+    return json_text(
         [
             {
                 "id": s.signal_id,
@@ -342,12 +342,13 @@ def new_signals_json(new: Sequence[NewSignal]) -> str:
 
 
 def spans_json(spans: dict[int, tuple[datetime, datetime]]) -> str:
-    return _json(
+    return json_text(
         [{"lead_id": lead, "earliest": e, "latest": latest} for lead, (e, latest) in spans.items()]
     )
 
 
-def _json(value: Any) -> str:
+def json_text(value: Any) -> str:
+    """value as a JSON parameter's text, written as the store writes JSON."""
     return exact_json.dumps(value, default=_datetime_subclass).decode()
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Session
 
 from receiver import store
@@ -79,11 +81,20 @@ def _locked_traits(db: store.Store) -> sa.Select:
 
 
 def write_traits(session: Session, account_id: int, changes: dict[int, dict[str, Any]]) -> None:
-    """Each lead's merged traits and the fields they give, in one statement, in id order."""
+    """Each lead's merged traits and the fields they give, in one statement, in id order (the
+    rows are locked already: lock_traits)."""
     if not changes:
         return
     c = leads_table.c
     names = sorted(next(iter(changes.values())))
+    if session.get_bind().dialect.name == "postgresql":
+        rows = [{"id": lead_id, **values} for lead_id, values in sorted(changes.items())]
+        store.run(
+            session,
+            _traits_update(tuple(names)),
+            {"account_id": account_id, "rows": store.json_text(rows)},
+        )
+        return
     session.execute(
         sa.update(leads_table)
         .where(c.account_id == account_id, c.id == sa.bindparam("lead_id"))
@@ -93,6 +104,26 @@ def write_traits(session: Session, account_id: int, changes: dict[int, dict[str,
             for lead_id, values in sorted(changes.items())
         ],
     )
+
+
+@functools.cache
+def _traits_update(names: tuple[str, ...]) -> Callable[[store.Store], sa.Update]:
+    """The update of these columns of leads from rows of a JSON parameter (Postgres)."""
+
+    def build(_: store.Store) -> sa.Update:
+        c = leads_table.c
+        rows = (
+            sa.func.jsonb_to_recordset(sa.bindparam("rows", type_=JSONB))
+            .table_valued(sa.column("id", sa.BigInteger), *(sa.column(n, c[n].type) for n in names))
+            .render_derived(name="x", with_types=True)
+        )
+        return (
+            sa.update(leads_table)
+            .where(c.account_id == sa.bindparam("account_id"), c.id == rows.c.id)
+            .values({name: rows.c[name] for name in names})
+        )
+
+    return build
 
 
 def write_companies(
