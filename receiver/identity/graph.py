@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from receiver import metrics, store
+from receiver import metrics, statements, store
 from receiver.db import DriverCursor
 from receiver.events import Draft
 from receiver.identity.identifiers import usable
@@ -71,15 +71,15 @@ def load(
     graph = Graph({}, {}, {}, max_leads)
     reached, looked_up = by_kind(reach), by_kind(placed)
     emails = sorted(set(emails))
-    statements: list[tuple[Any, dict[str, Any]]] = []
+    reads: list[tuple[Any, dict[str, Any]]] = []
     if reached["anonymous"] or reached["users"]:
-        statements.append((_reach, {"account_id": account_id, **reached}))
+        reads.append((_reach, {"account_id": account_id, **reached}))
     if looked_up["anonymous"] or looked_up["users"]:
-        statements.append((lookup_statement, {"account_id": account_id, **looked_up}))
+        reads.append((lookup_statement, {"account_id": account_id, **looked_up}))
     if emails:
-        statements.append((_leads_statement, {"account_id": account_id, "emails": emails}))
-    found = store.run_together(session, statements)
-    for rows in found[: len(statements) - bool(emails)]:
+        reads.append((_leads_statement, {"account_id": account_id, "emails": emails}))
+    found = statements.run_together(session, reads)
+    for rows in found[: len(reads) - bool(emails)]:
         add_identifiers(graph, rows)  # a key both reached and placed comes first as reached
     by_email: dict[str, int] = {}
     for row in found[-1] if emails else ():
@@ -139,24 +139,24 @@ def _identity_columns(unlinked: Any = None) -> tuple[Any, ...]:
     )
 
 
-def _of_keys(db: store.Store) -> Any:
+def _of_keys(db: statements.Store) -> Any:
     i = identities_table.c
     return sa.and_(
         i.account_id == sa.bindparam("account_id"),
         sa.or_(
-            sa.and_(i.kind == store.constant(ANONYMOUS), db.in_(i.value, "anonymous")),
-            sa.and_(i.kind == store.constant(USER), db.in_(i.value, "users")),
+            sa.and_(i.kind == statements.constant(ANONYMOUS), db.in_(i.value, "anonymous")),
+            sa.and_(i.kind == statements.constant(USER), db.in_(i.value, "users")),
         ),
     )
 
 
-def lookup_statement(db: store.Store) -> sa.Select:
+def lookup_statement(db: statements.Store) -> sa.Select:
     """The identifiers themselves, with their clusters' leads (ingest/plain.py sends its text
     in a pipeline)."""
     return sa.select(*_identity_columns()).where(_of_keys(db))
 
 
-def _reach(db: store.Store) -> sa.Select:
+def _reach(db: statements.Store) -> sa.Select:
     """Every identifier of the keys' clusters, with the leads each was unlinked from: what
     identity events may link or merge (placing a plain event needs no unlinks: an unlinked
     identifier has left the lead's cluster)."""
@@ -173,7 +173,7 @@ def _reach(db: store.Store) -> sa.Select:
     )
 
 
-def _leads_statement(db: store.Store) -> sa.CompoundSelect:
+def _leads_statement(db: statements.Store) -> sa.CompoundSelect:
     """The leads of the emails (their own, or an email merged into them: `named_by`), with
     their clusters. (The leads of reached clusters come with their identifiers.)"""
     lead, c, e = leads_table.c, clusters_table.c, lead_emails_table.c

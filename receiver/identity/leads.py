@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Session
 
-from receiver import store
+from receiver import statements, store
 from receiver.models import (
     companies_table,
     lead_emails_table,
@@ -66,11 +66,13 @@ def lock_traits(
     order (identity/locks.py, order 4)."""
     if not lead_ids:
         return {}
-    rows = store.run(session, _locked_traits, {"account_id": account_id, "ids": list(lead_ids)})
+    rows = statements.run(
+        session, _locked_traits, {"account_id": account_id, "ids": list(lead_ids)}
+    )
     return {row.id: (dict(row.traits), dict(row.trait_times), row.company) for row in rows}
 
 
-def _locked_traits(db: store.Store) -> sa.Select:
+def _locked_traits(db: statements.Store) -> sa.Select:
     c = leads_table.c
     return (
         sa.select(c.id, c.traits, c.trait_times, c.company)
@@ -89,7 +91,7 @@ def write_traits(session: Session, account_id: int, changes: dict[int, dict[str,
     names = sorted(next(iter(changes.values())))
     if session.get_bind().dialect.name == "postgresql":
         rows = [{"id": lead_id, **values} for lead_id, values in sorted(changes.items())]
-        store.run(
+        statements.run(
             session,
             _traits_update(tuple(names)),
             {"account_id": account_id, "rows": store.json_text(rows)},
@@ -107,10 +109,10 @@ def write_traits(session: Session, account_id: int, changes: dict[int, dict[str,
 
 
 @functools.cache
-def _traits_update(names: tuple[str, ...]) -> Callable[[store.Store], sa.Update]:
+def _traits_update(names: tuple[str, ...]) -> Callable[[statements.Store], sa.Update]:
     """The update of these columns of leads from rows of a JSON parameter (Postgres)."""
 
-    def build(_: store.Store) -> sa.Update:
+    def build(_: statements.Store) -> sa.Update:
         c = leads_table.c
         rows = (
             sa.func.jsonb_to_recordset(sa.bindparam("rows", type_=JSONB))

@@ -21,7 +21,7 @@ import psycopg
 from psycopg.rows import dict_row, namedtuple_row
 from sqlalchemy.dialects.postgresql import psycopg as postgresql_psycopg
 
-from receiver import store
+from receiver import statements, store
 from receiver.accounts import Sender
 from receiver.credentials import API_KEY_KIND, parse_credential
 from receiver.errors import Unauthorized
@@ -72,7 +72,9 @@ def store_body(
         connection.execute(locks.IDENTITY_LOCKS_SQL, locks.identity_lock_params((), shared))
         found = connection.cursor(row_factory=namedtuple_row)
         found.execute(
-            store.driver_text(graph.lookup_statement), lookup, prepare=store.plan_once(lookup)
+            statements.driver_text(graph.lookup_statement),
+            lookup,
+            prepare=statements.plan_once(lookup),
         )
     row = begun.fetchone()
     if row is None:

@@ -1,0 +1,94 @@
+"""Statements of the hot path, built once per store and run on the driver.
+
+A statement is built by a function of `Store` (what the two stores differ in: how a list
+parameter is written). On Postgres it is sent as the driver's text, compiled once, each list
+one array parameter, so that its text is the same whatever the list's length; on SQLite it is
+executed as SQLAlchemy builds it.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql import psycopg as postgresql_psycopg
+from sqlmodel import Session
+
+from receiver.db import DriverCursor
+
+
+class Store:
+    """What a statement built for one store may differ in."""
+
+    def __init__(self, dialect: str) -> None:
+        self.postgresql = dialect == "postgresql"
+
+    def in_(self, column: Any, name: str) -> Any:
+        """column IN the list parameter `name`: on Postgres `= ANY` of one array, so that the
+        statement's text is the same whatever the list's length, and is prepared once."""
+        if self.postgresql:
+            return column == sa.any_(sa.bindparam(name, type_=postgresql.ARRAY(column.type)))
+        return column.in_(sa.bindparam(name, expanding=True))
+
+
+def run(session: Session, build: Callable[[Store], Any], params: dict[str, Any]) -> Any:
+    """Execute the statement build makes for the session's store (built once per store); rows
+    with their columns as attributes. On Postgres as the driver's text (driver_text), without
+    SQLAlchemy's compile and cache lookups on every call."""
+    connection = session.connection()
+    if connection.dialect.name != "postgresql":
+        return connection.execute(_for_store("sqlite", build), params)
+    return DriverCursor(session).execute(driver_text(build), params, prepare=plan_once(params))
+
+
+def run_together(
+    session: Session, statements: Sequence[tuple[Callable[[Store], Any], dict[str, Any]]]
+) -> list[list[Any]]:
+    """The rows of each statement (as run makes them): on Postgres all sent in one round
+    trip, so none may depend on another's rows."""
+    connection = session.connection()
+    if connection.dialect.name != "postgresql":
+        return [list(run(session, build, params)) for build, params in statements]
+    return DriverCursor(session).execute_together(
+        [(driver_text(build), params) for build, params in statements],
+        [plan_once(params) for _, params in statements],
+    )
+
+
+# A prepared statement's generic plan takes a list parameter for a few values: right for
+# one event's identifiers, a scan of the account's clusters for a batch's.
+GENERIC_PLAN_MAX_VALUES = 10
+
+
+def plan_once(params: dict[str, Any]) -> bool | None:
+    """None (psycopg prepares the statement once used often) while every list is short, else
+    False: planned for the values given."""
+    lists = (value for value in params.values() if isinstance(value, list))
+    return None if all(len(value) <= GENERIC_PLAN_MAX_VALUES for value in lists) else False
+
+
+@functools.cache
+def driver_text(build: Callable[[Store], Any]) -> str:
+    """The text of build's statement for Postgres as psycopg takes it (%(name)s parameters).
+    Its constants must be literals (`constant`): a constant sent as a parameter would hide
+    from the planner which index a prepared statement's generic plan can use."""
+    compiled = _for_store("postgresql", build).compile(dialect=postgresql_psycopg.dialect())
+    constants = [name for name, value in compiled.params.items() if value is not None]
+    if constants:
+        raise ValueError(f"constants sent as parameters: {constants}")
+    return str(compiled)
+
+
+def constant(value: str) -> Any:
+    """A string constant written into the statement's text."""
+    if "'" in value:
+        raise ValueError(value)
+    return sa.literal_column(f"'{value}'", sa.String)
+
+
+@functools.cache
+def _for_store(dialect: str, build: Callable[[Store], Any]) -> Any:
+    return build(Store(dialect))
