@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import psycopg as postgresql_psycopg
 from sqlmodel import Session
 
@@ -25,6 +25,8 @@ class Store:
 
     def __init__(self, dialect: str) -> None:
         self.postgresql = dialect == "postgresql"
+        # The dialect's INSERT, for ON CONFLICT clauses.
+        self.insert = postgresql.insert if self.postgresql else sqlite.insert
 
     def in_(self, column: Any, name: str) -> Any:
         """column IN the list parameter `name`: on Postgres `= ANY` of one array, so that the
@@ -40,8 +42,14 @@ def run(session: Session, build: Callable[[Store], Any], params: dict[str, Any])
     SQLAlchemy's compile and cache lookups on every call."""
     connection = session.connection()
     if connection.dialect.name != "postgresql":
-        return connection.execute(_for_store("sqlite", build), params)
+        return connection.execute(built(session, build), params)
     return DriverCursor(session).execute(driver_text(build), params, prepare=plan_once(params))
+
+
+def built(session: Session, build: Callable[[Store], Any]) -> Any:
+    """The statement build makes for the session's store, built once per store: the hot path
+    then spends no time constructing SQL expressions."""
+    return _for_store(session.get_bind().dialect.name, build)
 
 
 def run_together(

@@ -3,55 +3,42 @@ every insert is ON CONFLICT DO NOTHING, never a read before a write."""
 
 from __future__ import annotations
 
-import functools
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
 from receiver import exact_json
 from receiver.db import DriverCursor
 from receiver.events import Draft, Placement
 from receiver.models import leads_table, queue_table, signals_table, usage_table
-from receiver.statements import Store, run
+from receiver.statements import Store, built, run
 
 GroupKey = tuple[str, str, str]
 
 
 def upsert(session: Session, table: sa.Table) -> Any:
-    dialect = session.get_bind().dialect.name
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+    """The dialect's INSERT of table, for ON CONFLICT clauses."""
+    return Store(session.get_bind().dialect.name).insert(table)
 
 
-def prepared(session: Session, build: Callable[[Any], Any]) -> Any:
-    """The statement build makes from the dialect's insert(), built once per dialect: the hot
-    path then spends no time constructing SQL expressions."""
-    return _built(session.get_bind().dialect.name, build)
-
-
-@functools.cache
-def _built(dialect: str, build: Callable[[Any], Any]) -> Any:
-    return build(postgresql.insert if dialect == "postgresql" else sqlite.insert)
-
-
-def _signal_insert(insert: Any) -> Any:
+def _signal_insert(db: Store) -> Any:
     c = signals_table.c
     return (
-        insert(signals_table)
+        db.insert(signals_table)
         .on_conflict_do_nothing(index_elements=[c.account_id, c.content_hash])
         .returning(c.content_hash, c.id)
     )
 
 
-def _usage_claim(insert: Any) -> Any:
+def _usage_claim(db: Store) -> Any:
     c = usage_table.c
     count = sa.bindparam("count", type_=sa.BigInteger)
-    statement = insert(usage_table).values(
+    statement = db.insert(usage_table).values(
         account_id=sa.bindparam("account_id"), period_start=sa.bindparam("period_start"), used=count
     )
     return statement.on_conflict_do_update(
@@ -89,7 +76,7 @@ def insert_signals(
         }
         for n, (d, p) in enumerate(zip(drafts, placements, strict=True))
     ]
-    inserted = connection.execute(prepared(session, _signal_insert), rows)
+    inserted = connection.execute(built(session, _signal_insert), rows)
     return {digest: signal_id for digest, signal_id in inserted}
 
 
@@ -350,7 +337,7 @@ def claim_usage(
     if count > limit:
         return False
     claimed = session.connection().execute(
-        prepared(session, _usage_claim),
+        built(session, _usage_claim),
         {"account_id": account_id, "period_start": period_start, "count": count, "limit": limit},
     )
     return claimed.first() is not None
@@ -419,12 +406,12 @@ def count_into_queue(
         }
         for key, (count, sample) in sorted(groups.items())
     ]
-    session.connection().execute(prepared(session, _count_into_groups), rows)
+    session.connection().execute(built(session, _count_into_groups), rows)
 
 
-def _count_into_groups(insert: Any) -> Any:
+def _count_into_groups(db: Store) -> Any:
     q = queue_table.c
-    statement = insert(queue_table)
+    statement = db.insert(queue_table)
     return statement.on_conflict_do_update(
         index_elements=[q.account_id, q.source, q.event_type, q.event_name],
         set_={
