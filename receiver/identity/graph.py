@@ -18,6 +18,7 @@ from sqlmodel import Session
 from receiver import metrics, statements, store
 from receiver.db import DriverCursor
 from receiver.events import Draft
+from receiver.identity import leads
 from receiver.identity.identifiers import usable
 from receiver.identity.replay import (
     ANONYMOUS,
@@ -30,8 +31,6 @@ from receiver.identity.replay import (
 from receiver.models import (
     clusters_table,
     identities_table,
-    lead_emails_table,
-    leads_table,
     signals_table,
     unlinks_table,
 )
@@ -77,7 +76,7 @@ def load(
     if looked_up["anonymous"] or looked_up["users"]:
         reads.append((lookup_statement, {"account_id": account_id, **looked_up}))
     if emails:
-        reads.append((_leads_statement, {"account_id": account_id, "emails": emails}))
+        reads.append((leads.by_email_statement, {"account_id": account_id, "emails": emails}))
     found = statements.run_together(session, reads)
     for rows in found[: len(reads) - bool(emails)]:
         add_identifiers(graph, rows)  # a key both reached and placed comes first as reached
@@ -171,32 +170,6 @@ def _reach(db: statements.Store) -> sa.Select:
             i.cluster_id.in_(sa.select(i.cluster_id).where(_of_keys(db)).scalar_subquery()),
         )
     )
-
-
-def _leads_statement(db: statements.Store) -> sa.CompoundSelect:
-    """The leads of the emails (their own, or an email merged into them: `named_by`), with
-    their clusters. (The leads of reached clusters come with their identifiers.)"""
-    lead, c, e = leads_table.c, clusters_table.c, lead_emails_table.c
-
-    def with_cluster(named_by: Any) -> sa.Select:
-        # A subquery, as in _identity_columns: looked up lead by lead in any plan.
-        cluster_id = (
-            sa.select(c.id)
-            .where(c.account_id == lead.account_id, c.lead_id == lead.id)
-            .scalar_subquery()
-            .label("cluster_id")
-        )
-        return sa.select(lead.id, cluster_id, named_by.label("named_by")).select_from(leads_table)
-
-    own = with_cluster(lead.email).where(
-        lead.account_id == sa.bindparam("account_id"), db.in_(lead.email, "emails")
-    )
-    merged = (
-        with_cluster(e.email)
-        .join(lead_emails_table, sa.and_(e.account_id == lead.account_id, e.lead_id == lead.id))
-        .where(lead.account_id == sa.bindparam("account_id"), db.in_(e.email, "emails"))
-    )
-    return sa.union_all(own, merged)
 
 
 def write(session: Session, account_id: int, graph: Graph, now: datetime) -> None:

@@ -13,6 +13,7 @@ from sqlmodel import Session
 
 from receiver import statements, store
 from receiver.models import (
+    clusters_table,
     companies_table,
     lead_emails_table,
     leads_table,
@@ -215,7 +216,32 @@ def forget(
 
 def lead_ids_by_email(session: Session, account_id: int, emails: Sequence[str]) -> dict[str, int]:
     """The lead each email names: its own, or the one a lead with it was merged into."""
-    c, e = leads_table.c, lead_emails_table.c
-    own = sa.select(c.email, c.id).where(c.account_id == account_id, c.email.in_(emails))
-    merged = sa.select(e.email, e.lead_id).where(e.account_id == account_id, e.email.in_(emails))
-    return {email: lead_id for email, lead_id in session.execute(sa.union_all(own, merged))}
+    params = {"account_id": account_id, "emails": list(emails)}
+    return {row.named_by: row.id for row in statements.run(session, by_email_statement, params)}
+
+
+def by_email_statement(db: statements.Store) -> sa.CompoundSelect:
+    """The lead each email names (`named_by`): its own, or the one a lead with it was merged
+    into; with the lead's cluster (identity/graph.py reads it with a body's graph)."""
+    lead, c, e = leads_table.c, clusters_table.c, lead_emails_table.c
+
+    def with_cluster(named_by: Any) -> sa.Select:
+        # A subquery, not a join: looked up lead by lead in any plan, a prepared statement's
+        # generic plan included.
+        cluster_id = (
+            sa.select(c.id)
+            .where(c.account_id == lead.account_id, c.lead_id == lead.id)
+            .scalar_subquery()
+            .label("cluster_id")
+        )
+        return sa.select(lead.id, cluster_id, named_by.label("named_by")).select_from(leads_table)
+
+    own = with_cluster(lead.email).where(
+        lead.account_id == sa.bindparam("account_id"), db.in_(lead.email, "emails")
+    )
+    merged = (
+        with_cluster(e.email)
+        .join(lead_emails_table, sa.and_(e.account_id == lead.account_id, e.lead_id == lead.id))
+        .where(lead.account_id == sa.bindparam("account_id"), db.in_(e.email, "emails"))
+    )
+    return sa.union_all(own, merged)
