@@ -40,15 +40,9 @@ def test_tracks_racing_an_identify_all_end_on_the_lead(server, run):
         raws += tracks
     answers = send_all_at_once(server.port, raws)
     assert Counter(status for status, _ in answers) == {200: len(raws)}
-    placed = query(
-        server.database_url,
-        "SELECT s.anonymous_id, s.is_cold, l.email FROM signals s "
-        "LEFT JOIN leads l ON l.account_id = s.account_id AND l.id = s.lead_id "
-        "WHERE s.account_id = :a",
-        a=account["account_id"],
-    )
+    placed = _placements(server.database_url, account["account_id"])
     assert len(placed) == len(visitors) * (40 * BATCH + 1)
-    stranded = [row for row in placed if row["email"] != f"{row['anonymous_id']}@example.com"]
+    stranded = _off_their_lead(placed)
     assert stranded == []
 
 
@@ -103,6 +97,11 @@ def test_clusters_merging_from_both_sides_at_once_all_succeed(server):
     assert Counter(status for status, _ in answers) == {200: 20}
 
 
+def _off_their_lead(placed: list[sa.RowMapping]) -> list[sa.RowMapping]:
+    """Signals not on the lead of their visitor (whose email is <anonymousId>@example.com)."""
+    return [row for row in placed if row["email"] != f"{row['anonymous_id']}@example.com"]
+
+
 def _placements(database_url: str, account_id: int) -> list[sa.RowMapping]:
     return query(
         database_url,
@@ -137,7 +136,7 @@ def test_fifty_visitors_each_racing_their_own_identify_strand_nothing(server):
     assert Counter(status for status, _ in answers) == {200: len(raws)}
     placed = _placements(server.database_url, account["account_id"])
     assert len(placed) == 50 * 41
-    stranded = [row for row in placed if row["email"] != f"{row['anonymous_id']}@example.com"]
+    stranded = _off_their_lead(placed)
     assert stranded == []
 
 
@@ -228,7 +227,7 @@ def test_a_rule_backfill_racing_new_tracks_strands_nothing(server):
     assert body["backfill"]["status"] == "done"
     placed = _placements(server.database_url, account["account_id"])
     assert len(placed) == 30 * 51
-    stranded = [row for row in placed if row["email"] != f"{row['anonymous_id']}@example.com"]
+    stranded = _off_their_lead(placed)
     assert stranded == []
 
 
@@ -270,5 +269,5 @@ def test_returning_visitors_identifies_at_once_lose_no_trait_and_strand_no_track
         ), lead["email"]
     placed = _placements(server.database_url, account["account_id"])
     assert len(placed) == len(visitors) * (1 + 12 * 5)
-    stranded = [row for row in placed if row["email"] != f"{row['anonymous_id']}@example.com"]
+    stranded = _off_their_lead(placed)
     assert stranded == []
