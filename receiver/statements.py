@@ -53,17 +53,23 @@ def built(session: Session, build: Callable[[Store], Any]) -> Any:
 
 
 def run_together(
-    session: Session, statements: Sequence[tuple[Callable[[Store], Any], dict[str, Any]]]
+    session: Session,
+    statements: Sequence[tuple[Callable[[Store], Any], dict[str, Any]]],
+    first: tuple[str, dict[str, Any]] | None = None,
 ) -> list[list[Any]]:
     """The rows of each statement (as run makes them): on Postgres all sent in one round
-    trip, so none may depend on another's rows."""
+    trip, so none may depend on another's rows; after `first`, a driver text with its
+    parameters, whose rows are not returned (Postgres only)."""
     connection = session.connection()
     if connection.dialect.name != "postgresql":
+        if first is not None:
+            raise ValueError("a driver text runs on Postgres only")
         return [list(run(session, build, params)) for build, params in statements]
-    return DriverCursor(session).execute_together(
-        [(driver_text(build), params) for build, params in statements],
-        [plan_once(params) for _, params in statements],
-    )
+    texts = [(driver_text(build), params) for build, params in statements]
+    prepare = [plan_once(params) for _, params in statements]
+    if first is None:
+        return DriverCursor(session).execute_together(texts, prepare)
+    return DriverCursor(session).execute_together([first, *texts], [None, *prepare])[1:]
 
 
 # A prepared statement's generic plan assumes a list parameter holds about ten values: right

@@ -62,11 +62,13 @@ def load(
     emails: Iterable[str],
     max_leads: int,
     placed: Iterable[Key] = (),
+    first: tuple[str, dict[str, Any]] | None = None,
 ) -> tuple[Graph, dict[str, int]]:
     """The graph as far as identity events' keys (`reach`) reach: every identifier of their
     clusters, which those events may merge, and the leads of the clusters and of the emails
     (by email); and the identifiers of plain events' keys (`placed`) themselves, with their
-    clusters' leads: enough to place the events. Three statements, in one round trip."""
+    clusters' leads: enough to place the events. Three statements, in one round trip, after
+    `first` where given (Postgres only: the identity locks they are read under)."""
     graph = Graph({}, {}, {}, max_leads)
     reached, looked_up = by_kind(reach), by_kind(placed)
     emails = sorted(set(emails))
@@ -77,7 +79,7 @@ def load(
         reads.append((lookup_statement, {"account_id": account_id, **looked_up}))
     if emails:
         reads.append((leads.by_email_statement, {"account_id": account_id, "emails": emails}))
-    found = statements.run_together(session, reads)
+    found = statements.run_together(session, reads, first)
     for rows in found[: len(reads) - bool(emails)]:
         add_identifiers(graph, rows)  # a key both reached and placed comes first as reached
     by_email: dict[str, int] = {}

@@ -75,9 +75,17 @@ def lock_identities(session: Session, exclusive: Iterable[int], shared: Iterable
     """Order 2: every key in ascending order, each once, exclusive where asked."""
     if session.get_bind().dialect.name != "postgresql":
         return
-    params = identity_lock_params(exclusive, shared)
+    text, params = identity_locks_statement(exclusive, shared)
     if params["keys"]:
-        DriverCursor(session).execute(IDENTITY_LOCKS_SQL, params)
+        DriverCursor(session).execute(text, params)
+
+
+def identity_locks_statement(
+    exclusive: Iterable[int], shared: Iterable[int] = ()
+) -> tuple[str, dict[str, list]]:
+    """lock_identities' statement and its parameters, for a caller that sends it in a round
+    trip with others (Postgres)."""
+    return IDENTITY_LOCKS_SQL, identity_lock_params(exclusive, shared)
 
 
 def lock_closure(session: Session, keys: Iterable[int], held: set[int]) -> None:

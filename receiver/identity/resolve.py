@@ -44,6 +44,16 @@ class Applied:
     deferred: Deferred = field(default_factory=Deferred)
 
 
+@dataclass
+class Held:
+    """The identity locks a body's transaction holds: the keys it holds exclusive, and the
+    graph its body reaches when that was read under every lock it needs (lock_then_read),
+    for the body's first run to take instead of reading it again."""
+
+    exclusive: set[int] = field(default_factory=set)
+    graph: tuple[Graph, dict[str, int]] | None = None
+
+
 @dataclass(frozen=True)
 class Policy:
     max_leads_per_identifier: int = 5
@@ -76,10 +86,10 @@ def apply(
     drafts: Sequence[Draft],
     now: datetime,
     policy: Policy,
-    held: set[int],
+    held: Held,
 ) -> Applied:
     """Store the drafts in body order, with their identity effects; the caller settles.
-    held: the identity locks lock_identities took."""
+    held: the identity locks lock_identities or lock_then_read took."""
     applied = Applied()
     run: list[Draft] = []
     for draft in drafts:
@@ -104,7 +114,7 @@ def apply_stored(
     mapped: Sequence[tuple[int, Draft]],
     now: datetime,
     policy: Policy,
-    held: set[int],
+    held: Held,
 ) -> Applied:
     """The identity effects of stored signals that a rule now maps (a backfill), as on
     arrival; the caller holds their identity locks (held, as lock_identities returned them)
@@ -146,7 +156,7 @@ def _apply_run(
     now: datetime,
     policy: Policy,
     applied: Applied,
-    held: set[int],
+    held: Held,
 ) -> None:
     if not drafts:
         return
@@ -343,29 +353,65 @@ def forget_person(session: Session, account_id: int, draft: Draft, deferred: Def
         graph.forget_cluster(session, account_id, known.cluster)
 
 
-def lock_identities(session: Session, account_id: int, drafts: Sequence[Draft]) -> set[int]:
+def lock_identities(session: Session, account_id: int, drafts: Sequence[Draft]) -> Held:
     """Take the identity locks a body's drafts need (locks.py, order 2): exclusive on
     everything the identity events that change the graph may change (_keys_to_lock), as read
     just before; shared on every other identifier of the body, which events are placed by.
-    Returns the exclusive ones; the graph is read again under them (order 3, _load_locked),
-    since it may have changed in between."""
+    The graph is read again under them (order 3, _load_locked), since it may have changed in
+    between."""
     shared = {
         locks.identity_key(account_id, kind, value) for d in drafts for kind, value in _keys(d)
     }
     changing = [d for d in drafts if changes_identity(d)]
     if not changing:
         locks.lock_identities(session, (), shared)
-        return set()
+        return Held()
     wanted = _keys_to_lock(account_id, changing, *_load(session, account_id, changing, 0))
     locks.lock_identities(session, wanted, shared - wanted)
-    return wanted
+    return Held(wanted)
+
+
+def lock_then_read(
+    session: Session, account_id: int, drafts: Sequence[Draft], policy: Policy
+) -> Held:
+    """lock_identities in fewer round trips, for a body's first attempt: every identifier of
+    the body locked shared, and the graph read under those locks in the same round trip.
+    Where the identity events change nothing (a returning visitor's identifies:
+    `links_nothing`), that read is final. Otherwise what they change is locked exclusive
+    without waiting, since this transaction already holds shared locks another may be
+    waiting to upgrade (LockConflict: the next attempt takes lock_identities' way), and the
+    graph is read again under those locks. A body with a deletion takes lock_identities' way:
+    each of its runs reads a graph of its own."""
+    changing = [d for d in drafts if changes_identity(d)]
+    if not changing or any(_is(d, "delete") for d in drafts):
+        return lock_identities(session, account_id, drafts)
+    shared = {
+        locks.identity_key(account_id, kind, value) for d in drafts for kind, value in _keys(d)
+    }
+    loaded = _load(
+        session,
+        account_id,
+        drafts,
+        policy.max_leads_per_identifier,
+        first=locks.identity_locks_statement((), shared),
+    )
+    wanted = _keys_to_lock(account_id, changing, *loaded)
+    if not wanted:
+        return Held(set(), loaded)
+    held = Held()
+    locks.lock_closure(session, wanted, held.exclusive)
+    return held
 
 
 def _load(
-    session: Session, account_id: int, drafts: Sequence[Draft], max_leads: int
+    session: Session,
+    account_id: int,
+    drafts: Sequence[Draft],
+    max_leads: int,
+    first: tuple[str, dict[str, Any]] | None = None,
 ) -> tuple[Graph, dict[str, int]]:
     """The graph as far as the identity events' identifiers and emails reach, and the plain
-    events' identifiers."""
+    events' identifiers; first, a statement sent before the reads in their round trip."""
     changing = [d for d in drafts if changes_identity(d)]
     return graph.load(
         session,
@@ -374,16 +420,21 @@ def _load(
         (e for d in changing if (e := _email(d)) is not None),
         max_leads,
         placed=(key for d in drafts if not changes_identity(d) for key in _keys(d)),
+        first=first,
     )
 
 
 def _load_locked(
-    session: Session, account_id: int, drafts: Sequence[Draft], policy: Policy, held: set[int]
+    session: Session, account_id: int, drafts: Sequence[Draft], policy: Policy, held: Held
 ) -> tuple[Graph, dict[str, int]]:
     """_load, under the locks of all it reaches: those not held yet are taken without waiting
-    (locks.lock_closure), or the transaction starts over."""
+    (locks.lock_closure), or the transaction starts over. The graph lock_then_read read under
+    every lock it needs is taken instead, once: replay changes it in place."""
+    if held.graph is not None:
+        loaded, held.graph = held.graph, None
+        return loaded
     loaded = _load(session, account_id, drafts, policy.max_leads_per_identifier)
-    locks.lock_closure(session, _keys_to_lock(account_id, drafts, *loaded), held)
+    locks.lock_closure(session, _keys_to_lock(account_id, drafts, *loaded), held.exclusive)
     return loaded
 
 

@@ -137,14 +137,19 @@ def store_body(
     prepared: Prepared,
     now: datetime,
     policy: Policy = DEFAULT_POLICY,
+    first_attempt: bool = False,
 ) -> Outcome:
     """Store every new signal of the body that fits in the month's limit, with its identity
     effects. A body that may not all fit is settled here too: its work is undone to a
     savepoint and redone for the events up to the last new one that fits, with the counter
-    locked, so what is left of the limit cannot shrink meanwhile."""
+    locked, so what is left of the limit cannot shrink meanwhile. first_attempt: the body's
+    transaction has not started over yet, so it may take its locks the optimistic way
+    (resolve.lock_then_read)."""
     sender = begun.sender
     account_id = sender.account_id
-    drafts, held = map_and_lock(session, account_id, begun.rules_version, prepared.drafts)
+    drafts, held = map_and_lock(
+        session, account_id, begun.rules_version, prepared.drafts, policy, first_attempt
+    )
     period_start, _ = store.period_of(now)
     if begun.used + len(drafts) <= sender.signal_limit:
         # It fits as the counter stood: no savepoint. Should others have claimed the rest
@@ -203,14 +208,22 @@ class OverTaken(StartOver):
 
 
 def map_and_lock(
-    session: Session, account_id: int, version: int, drafts: list[Draft]
-) -> tuple[list[Draft], set[int]]:
+    session: Session,
+    account_id: int,
+    version: int,
+    drafts: list[Draft],
+    policy: Policy = DEFAULT_POLICY,
+    optimistic: bool = False,
+) -> tuple[list[Draft], resolve.Held]:
     """Map the drafts with the rules of the version read under the rules lock (a rule change
     takes it exclusive, so no event is matched against rules older than a finished
-    backfill); then take the identity locks the mapped drafts need."""
+    backfill); then take the identity locks the mapped drafts need, the optimistic way
+    (resolve.lock_then_read) where asked and the store has such locks."""
     rules = engine.active_rules(session, account_id, version)
     if rules:
         drafts = mapped(rules, drafts)
+    if optimistic and session.get_bind().dialect.name == "postgresql":
+        return drafts, resolve.lock_then_read(session, account_id, drafts, policy)
     return drafts, resolve.lock_identities(session, account_id, drafts)
 
 

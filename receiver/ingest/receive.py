@@ -9,6 +9,7 @@ in the month's limit), from scratch.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -96,14 +97,16 @@ def receive(
         if outcome is not None:
             return outcome
     policy = identity_policy(settings)
+    attempts = itertools.count(1)
 
     def general(session: Session) -> Outcome:
+        first_attempt = next(attempts) == 1
         begun, signed = _authenticate(session, api_key, check_secret, period_start)
         sender = begun.sender
         scope = prepared
         if signed == FIRST_ELEMENT:
             scope = first_element_scope(session, sender.account_id, prepared, now)
-        return store_body(session, begun, scope, now, policy)
+        return store_body(session, begun, scope, now, policy, first_attempt)
 
     return run_transaction(engine, general)
 

@@ -271,3 +271,42 @@ def test_returning_visitors_identifies_at_once_lose_no_trait_and_strand_no_track
     assert len(placed) == len(visitors) * (1 + 12 * 5)
     stranded = _off_their_lead(placed)
     assert stranded == []
+
+
+@pytest.mark.parametrize("run", range(2))
+def test_tracks_riding_with_returning_identifies_race_their_own_identify(server, run):
+    """Bodies whose identify is a returning visitor's, which links nothing, read the graph
+    once, under the shared locks of every identifier they hold (resolve.lock_then_read). Their
+    tracks of new visitors race each visitor's first identify, all sent at once: a track
+    placed cold by a read taken before its visitor's lock would be left cold. Without those
+    shared locks some are, in most runs."""
+    account = create_account(server.database_url, "--signal-limit", "1000000")
+    path = account["webhook_path"]
+    returning = [f"back-{n}-{uuid.uuid4()}" for n in range(10)]
+    setup = [identify(f"{r}@example.com", anonymousId=r) for r in returning]
+    assert {s for s, _ in send_all_at_once(server.port, [_post(path, setup)])} == {200}
+    visitors = [f"rider-{uuid.uuid4()}" for _ in range(10)]
+    raws = []
+    for visitor in visitors:
+        bodies = [
+            _post(
+                path,
+                [
+                    identify(f"{back}@example.com", anonymousId=back),
+                    *(track(anonymousId=visitor) for _ in range(BATCH)),
+                ],
+            )
+            for back in returning * 2
+        ]
+        bodies.insert(10, _post(path, identify(f"{visitor}@example.com", anonymousId=visitor)))
+        raws += bodies
+    answers = send_all_at_once(server.port, raws)
+    assert Counter(status for status, _ in answers) == {200: len(raws)}
+    placed = _placements(server.database_url, account["account_id"])
+    assert len(placed) == len(returning) + len(visitors) * (20 * (BATCH + 1) + 1)
+    stranded = _off_their_lead(placed)
+    assert stranded == []
+
+
+def _post(path: str, body: object) -> bytes:
+    return http_request("POST", path, orjson.dumps(body))

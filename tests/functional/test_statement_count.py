@@ -28,17 +28,22 @@ def mixed_body(identifies: int, size: int = 1_000) -> list[dict]:
 
 
 def statements_for(client, api_key: str, body: list[dict], monkeypatch) -> int:
-    """The statements the request itself sends, counted at the driver, through SQLAlchemy or
-    not (the delivery log's writer and the backfill worker send theirs on threads of their
-    own)."""
-    executed = []
+    """The statements the request itself sends, counted at the driver."""
+    return len(statement_texts(client, api_key, body, monkeypatch))
+
+
+def statement_texts(client, api_key: str, body: list[dict], monkeypatch) -> list[str]:
+    """The text of each statement the request itself sends, at the driver, through
+    SQLAlchemy or not (the delivery log's writer and the backfill worker send theirs on
+    threads of their own)."""
+    executed: list[str] = []
     request_thread = threading.current_thread()
 
     def counting(send):
-        def counted(self, *args, **kwargs):
+        def counted(self, query, *args, **kwargs):
             if threading.current_thread() is request_thread:
-                executed.append(1)
-            return send(self, *args, **kwargs)
+                executed.append(str(query))
+            return send(self, query, *args, **kwargs)
 
         return counted
 
@@ -47,7 +52,7 @@ def statements_for(client, api_key: str, body: list[dict], monkeypatch) -> int:
             patched.setattr(psycopg.Cursor, method, counting(getattr(psycopg.Cursor, method)))
         response = client.post(f"/webhook/{api_key}", data=orjson.dumps(body))
     assert response.status_code == 200, response.json
-    return len(executed)
+    return executed
 
 
 @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
@@ -63,3 +68,22 @@ def test_statements_of_a_body_do_not_grow_with_its_identifies(client, account, m
     many = statements_for(client, account.api_key, mixed_body(identifies=150), monkeypatch)
     assert few > 10  # the count sees them: the graph's reads go to the driver directly
     assert many == few
+
+
+def graph_reads(texts: list[str]) -> int:
+    """How often the graph of identity events' identifiers was read (graph._reach)."""
+    return sum("identities.cluster_id IN (SELECT identities.cluster_id" in t for t in texts)
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_a_returning_visitors_identify_reads_its_graph_once(client, account, monkeypatch):
+    """Read under the shared locks of its identifiers, the graph of an identify that links
+    nothing new is final; a visitor's first identify, which links, reads it again under the
+    exclusive locks of all it changes."""
+    first = [identify("back@example.com", anonymousId="back-1", userId="u-back")]
+    texts = statement_texts(client, account.api_key, first, monkeypatch)
+    assert graph_reads(texts) == 2
+    again = [identify("back@example.com", anonymousId="back-1", userId="u-back")]
+    texts = statement_texts(client, account.api_key, again, monkeypatch)
+    assert graph_reads(texts) == 1
+    assert not any("pg_try_advisory_xact_lock" in t for t in texts)
