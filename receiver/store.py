@@ -104,7 +104,7 @@ def settle(
     written, when they do not all fit in the month's limit.
 
     Postgres: receiver_settle (sql/store.sql). SQLite: the same steps here, held to the same
-    results by tests/functional/test_stores_agree.py."""
+    results by tests/functional/test_body_order.py (test_sqlite_stores_a_body_as_postgres_does)."""
     connection = session.connection()
     if connection.dialect.name == "postgresql":
         settled = DriverCursor(session).execute(

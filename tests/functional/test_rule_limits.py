@@ -54,10 +54,16 @@ def test_a_stored_rule_with_superscript_digits_does_not_fail_ingestion(client, a
     assert response.json["stored"] + response.json.get("cold", 0) >= 1
 
 
+# Postgres keeps no NUL in a JSON string: no rule of any release can hold one.
+STORABLE_PATH = PATH.filter(lambda path: "\x00" not in path)
+
+
 @hypothesis_settings(
     max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(path=PATH, op=st.sampled_from(["exists", "equals", "contains", "gt", "in"]), props=JSON)
+@given(
+    path=STORABLE_PATH, op=st.sampled_from(["exists", "equals", "contains", "gt", "in"]), props=JSON
+)
 def test_no_stored_rule_turns_an_event_into_a_5xx(client, engine, path, op, props):
     account = make_account(engine)
     value = None if op == "exists" else [1] if op == "in" else "x"
