@@ -199,16 +199,21 @@ def allocate_ids(session: Session, table: sa.Table, count: int) -> list[int]:
     them, identifiers to their new clusters)."""
     connection = session.connection()
     if connection.dialect.name == "postgresql":
-        ids = DriverCursor(session).execute(_NEXT_IDS, {"table": table.name, "count": count})
-        return [row[0] for row in ids]
+        return [row.id for row in run(session, next_ids, next_ids_params(table, count))]
     # SQLite has one writing transaction at a time (BEGIN IMMEDIATE): the next ids are free.
     last = connection.execute(sa.select(sa.func.max(table.c.id))).scalar() or 0
     return list(range(last + 1, last + 1 + count))
 
 
-_NEXT_IDS = (
-    "SELECT nextval(pg_get_serial_sequence(%(table)s, 'id')) FROM generate_series(1, %(count)s)"
-)
+def next_ids(_: Store) -> sa.TextClause:
+    """allocate_ids' statement on Postgres, for a caller that sends it with others."""
+    return sa.text(
+        "SELECT nextval(pg_get_serial_sequence(:table, 'id')) AS id FROM generate_series(1, :count)"
+    )
+
+
+def next_ids_params(table: sa.Table, count: int) -> dict[str, Any]:
+    return {"table": table.name, "count": count}
 
 
 def stored_hashes(session: Session, account_id: int, hashes: Sequence[bytes]) -> set[bytes]:
@@ -216,15 +221,23 @@ def stored_hashes(session: Session, account_id: int, hashes: Sequence[bytes]) ->
     writer of them holds: no other transaction stores one of them meanwhile."""
     if not hashes:
         return set()
-    rows = run(session, _stored, {"account_id": account_id, "hashes": list(hashes)})
-    return {bytes(row.content_hash) for row in rows}
+    return hashes_of(run(session, stored, stored_params(account_id, hashes)))
 
 
-def _stored(db: Store) -> sa.Select:
+def stored(db: Store) -> sa.Select:
+    """stored_hashes' statement, for a caller that sends it with others."""
     c = signals_table.c
     return sa.select(c.content_hash).where(
         c.account_id == sa.bindparam("account_id"), db.in_(c.content_hash, "hashes")
     )
+
+
+def stored_params(account_id: int, hashes: Sequence[bytes]) -> dict[str, Any]:
+    return {"account_id": account_id, "hashes": list(hashes)}
+
+
+def hashes_of(rows: Iterable[Any]) -> set[bytes]:
+    return {bytes(row.content_hash) for row in rows}
 
 
 def new_signals_json(new: Sequence[NewSignal]) -> str:
@@ -373,7 +386,7 @@ def still_cold(session: Session, account_id: int, hashes: set[bytes]) -> set[byt
 
 
 def _still_cold(db: Store) -> sa.Select:
-    return _stored(db).where(signals_table.c.is_cold)
+    return stored(db).where(signals_table.c.is_cold)
 
 
 def group_key(source: str, event_type: str | None, event_name: str | None) -> GroupKey:

@@ -62,28 +62,45 @@ def load(
     emails: Iterable[str],
     max_leads: int,
     placed: Iterable[Key] = (),
-    first: tuple[str, dict[str, Any]] | None = None,
 ) -> tuple[Graph, dict[str, int]]:
     """The graph as far as identity events' keys (`reach`) reach: every identifier of their
     clusters, which those events may merge, and the leads of the clusters and of the emails
     (by email); and the identifiers of plain events' keys (`placed`) themselves, with their
-    clusters' leads: enough to place the events. Three statements, in one round trip, after
-    `first` where given (Postgres only: the identity locks they are read under)."""
-    graph = Graph({}, {}, {}, max_leads)
+    clusters' leads: enough to place the events. Three statements, in one round trip."""
+    wanted = reads(account_id, reach, emails, placed)
+    return of_rows(wanted, statements.run_together(session, wanted), max_leads)
+
+
+Reads = list[tuple[Any, dict[str, Any]]]
+
+
+def reads(
+    account_id: int, reach: Iterable[Key], emails: Iterable[str], placed: Iterable[Key] = ()
+) -> Reads:
+    """load's statements, for a caller that sends them with others (of_rows reads their
+    rows)."""
     reached, looked_up = by_kind(reach), by_kind(placed)
     emails = sorted(set(emails))
-    reads: list[tuple[Any, dict[str, Any]]] = []
+    wanted: Reads = []
     if reached["anonymous"] or reached["users"]:
-        reads.append((_reach, {"account_id": account_id, **reached}))
+        wanted.append((_reach, {"account_id": account_id, **reached}))
     if looked_up["anonymous"] or looked_up["users"]:
-        reads.append((lookup_statement, {"account_id": account_id, **looked_up}))
+        wanted.append((lookup_statement, {"account_id": account_id, **looked_up}))
     if emails:
-        reads.append((leads.by_email_statement, {"account_id": account_id, "emails": emails}))
-    found = statements.run_together(session, reads, first)
-    for rows in found[: len(reads) - bool(emails)]:
+        wanted.append((leads.by_email_statement, {"account_id": account_id, "emails": emails}))
+    return wanted
+
+
+def of_rows(
+    wanted: Reads, found: Sequence[Sequence[Any]], max_leads: int
+) -> tuple[Graph, dict[str, int]]:
+    """The graph and the leads by email from the rows of reads' statements."""
+    graph = Graph({}, {}, {}, max_leads)
+    emails = bool(wanted) and wanted[-1][0] is leads.by_email_statement
+    for rows in found[: len(wanted) - emails]:
         add_identifiers(graph, rows)  # a key both reached and placed comes first as reached
     by_email: dict[str, int] = {}
-    for row in found[-1] if emails else ():
+    for row in found[len(wanted) - 1] if emails else ():
         by_email[row.named_by] = row.id
         if row.cluster_id is not None:
             graph.lead_clusters[row.id] = row.cluster_id

@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlmodel import Session
 
-from receiver import store
+from receiver import statements, store
 from receiver.config import Settings
 from receiver.events import Draft, Placement
 from receiver.identity import graph, leads, locks
@@ -45,13 +45,25 @@ class Applied:
 
 
 @dataclass
+class RunReads:
+    """What a run of events with identity events is resolved from, read in one round trip:
+    the graph it reaches and the leads of its emails, which of its identity events are
+    stored already, and ids for its signals."""
+
+    graph: Graph
+    by_email: dict[str, int]
+    stored: set[bytes]
+    ids: list[int]
+
+
+@dataclass
 class Held:
-    """The identity locks a body's transaction holds: the keys it holds exclusive, and the
-    graph its body reaches when that was read under every lock it needs (lock_then_read),
-    for the body's first run to take instead of reading it again."""
+    """The identity locks a body's transaction holds: the keys it holds exclusive, and what
+    its body's run reads when that was read under every lock it needs (lock_then_read), for
+    the run to take instead of reading it again."""
 
     exclusive: set[int] = field(default_factory=set)
-    graph: tuple[Graph, dict[str, int]] | None = None
+    reads: RunReads | None = None
 
 
 @dataclass(frozen=True)
@@ -124,7 +136,8 @@ def apply_stored(
     if not changing:
         return applied
     drafts = [d for _, d in changing]
-    body_graph, by_email = _load_locked(session, account_id, drafts, policy, held)
+    reads = _load_locked(session, account_id, drafts, policy, held, new_ids=0)
+    body_graph, by_email = reads.graph, reads.by_email
     body = []
     for signal_id, d in changing:
         keys = tuple(graph.keys_of(d))
@@ -161,14 +174,11 @@ def _apply_run(
     if not drafts:
         return
     changing = any(changes_identity(d) for d in drafts)
-    if changing:
-        body_graph, by_email = _load_locked(session, account_id, drafts, policy, held)
-    else:
-        body_graph, by_email = graph.load(
-            session, account_id, (), (), 0, placed=(k for d in drafts for k in _keys(d))
-        )
     keys = [tuple(graph.keys_of(d)) for d in drafts]
     if not changing:
+        body_graph, _ = graph.load(
+            session, account_id, (), (), 0, placed=(k for d in drafts for k in _keys(d))
+        )
         placements = [body_graph.place(k) for k in keys]
         inserted = store.insert_signals(session, account_id, drafts, placements, now)
         for draft, placement in zip(drafts, placements, strict=True):
@@ -177,10 +187,8 @@ def _apply_run(
     # Identity events already stored had their effects with their first delivery: only new
     # ones are replayed. Ids are taken first, so that replay links each signal it moves to
     # the event that moved it, and every row is inserted once, where replay put it.
-    stored = store.stored_hashes(
-        session, account_id, [d.content_hash for d in drafts if changes_identity(d)]
-    )
-    ids = store.allocate_ids(session, signals_table, len(drafts))
+    reads = _load_locked(session, account_id, drafts, policy, held, new_ids=len(drafts))
+    body_graph, by_email, stored, ids = reads.graph, reads.by_email, reads.stored, reads.ids
     body: list[tuple[Draft, BodySignal, int]] = []
     seen = set(stored) | set(applied.inserted)  # and the first copy of each event of this body
     for draft, draft_keys, signal_id in zip(drafts, keys, ids, strict=True):
@@ -388,30 +396,27 @@ def lock_then_read(
     shared = {
         locks.identity_key(account_id, kind, value) for d in drafts for kind, value in _keys(d)
     }
-    loaded = _load(
+    reads = _read_run(
         session,
         account_id,
         drafts,
         policy.max_leads_per_identifier,
+        new_ids=len(drafts),
         first=locks.identity_locks_statement((), shared),
     )
-    wanted = _keys_to_lock(account_id, changing, *loaded)
+    wanted = _keys_to_lock(account_id, changing, reads.graph, reads.by_email)
     if not wanted:
-        return Held(set(), loaded)
+        return Held(set(), reads)
     held = Held()
     locks.lock_closure(session, wanted, held.exclusive)
     return held
 
 
 def _load(
-    session: Session,
-    account_id: int,
-    drafts: Sequence[Draft],
-    max_leads: int,
-    first: tuple[str, dict[str, Any]] | None = None,
+    session: Session, account_id: int, drafts: Sequence[Draft], max_leads: int
 ) -> tuple[Graph, dict[str, int]]:
     """The graph as far as the identity events' identifiers and emails reach, and the plain
-    events' identifiers; first, a statement sent before the reads in their round trip."""
+    events' identifiers."""
     changing = [d for d in drafts if changes_identity(d)]
     return graph.load(
         session,
@@ -420,22 +425,68 @@ def _load(
         (e for d in changing if (e := _email(d)) is not None),
         max_leads,
         placed=(key for d in drafts if not changes_identity(d) for key in _keys(d)),
-        first=first,
     )
 
 
+def _read_run(
+    session: Session,
+    account_id: int,
+    drafts: Sequence[Draft],
+    max_leads: int,
+    new_ids: int,
+    first: tuple[str, dict[str, Any]] | None = None,
+) -> RunReads:
+    """_load, and with it, for a run whose signals are to be inserted (new_ids of them),
+    which of its identity events are stored and ids for its signals: on Postgres in one round
+    trip, after `first` where given."""
+    changing = [d for d in drafts if changes_identity(d)]
+    wanted = graph.reads(
+        account_id,
+        (key for d in changing for key in _keys(d)),
+        (e for d in changing if (e := _email(d)) is not None),
+        placed=(key for d in drafts if not changes_identity(d) for key in _keys(d)),
+    )
+    postgres = session.get_bind().dialect.name == "postgresql"
+    also: graph.Reads = []
+    if new_ids:
+        hashes = [d.content_hash for d in changing]
+        also.append((store.stored, store.stored_params(account_id, hashes)))
+        if postgres:
+            also.append((store.next_ids, store.next_ids_params(signals_table, new_ids)))
+    found = statements.run_together(session, [*wanted, *also], first)
+    body_graph, by_email = graph.of_rows(wanted, found, max_leads)
+    stored = store.hashes_of(found[len(wanted)]) if new_ids else set()
+    if new_ids and postgres:
+        ids = [row.id for row in found[len(wanted) + 1]]
+    else:
+        ids = store.allocate_ids(session, signals_table, new_ids) if new_ids else []
+    return RunReads(body_graph, by_email, stored, ids)
+
+
 def _load_locked(
-    session: Session, account_id: int, drafts: Sequence[Draft], policy: Policy, held: Held
-) -> tuple[Graph, dict[str, int]]:
-    """_load, under the locks of all it reaches: those not held yet are taken without waiting
-    (locks.lock_closure), or the transaction starts over. The graph lock_then_read read under
-    every lock it needs is taken instead, once: replay changes it in place."""
-    if held.graph is not None:
-        loaded, held.graph = held.graph, None
-        return loaded
-    loaded = _load(session, account_id, drafts, policy.max_leads_per_identifier)
-    locks.lock_closure(session, _keys_to_lock(account_id, drafts, *loaded), held.exclusive)
-    return loaded
+    session: Session,
+    account_id: int,
+    drafts: Sequence[Draft],
+    policy: Policy,
+    held: Held,
+    new_ids: int,
+) -> RunReads:
+    """_read_run, under the locks of all it reaches: those not held yet are taken without
+    waiting (locks.lock_closure), or the transaction starts over. What lock_then_read read
+    under every lock it needs is taken instead, once: replay changes the graph in place."""
+    if held.reads is not None:
+        reads, held.reads = held.reads, None
+        return reads
+    reads = _read_run(session, account_id, drafts, policy.max_leads_per_identifier, new_ids)
+    before = len(held.exclusive)
+    wanted = _keys_to_lock(account_id, drafts, reads.graph, reads.by_email)
+    locks.lock_closure(session, wanted, held.exclusive)
+    if new_ids and len(held.exclusive) > before:
+        # The graph changed since the locks were taken: read which events are stored under
+        # all of them.
+        hashes = [d.content_hash for d in drafts if changes_identity(d)]
+        reads.stored = store.stored_hashes(session, account_id, hashes)
+    return reads
 
 
 def _keys_to_lock(
