@@ -84,7 +84,8 @@ BEGIN
           WHERE w.lead_id IS NOT NULL
           GROUP BY w.lead_id
           ORDER BY w.lead_id) AS span
-    WHERE l.account_id = p_account_id AND l.id = span.lead_id;
+    WHERE l.account_id = p_account_id AND l.id = span.lead_id
+      AND (span.earliest < l.first_seen_at OR span.latest > l.last_seen_at);
     INSERT INTO queue_groups AS q (account_id, source, event_type, event_name, count,
                                    first_seen_at, last_seen_at, sample)
     SELECT p_account_id, n.source, coalesce(n.event_type, ''), coalesce(n.event_name, ''),
