@@ -64,6 +64,7 @@ class Held:
 
     exclusive: set[int] = field(default_factory=set)
     reads: RunReads | None = None
+    ids: list[int] = field(default_factory=list)  # taken for the run, when reads is not
 
 
 @dataclass(frozen=True)
@@ -407,7 +408,7 @@ def lock_then_read(
     wanted = _keys_to_lock(account_id, changing, reads.graph, reads.by_email)
     if not wanted:
         return Held(set(), reads)
-    held = Held()
+    held = Held(ids=reads.ids)
     locks.lock_closure(session, wanted, held.exclusive)
     return held
 
@@ -435,10 +436,11 @@ def _read_run(
     max_leads: int,
     new_ids: int,
     first: tuple[str, dict[str, Any]] | None = None,
+    ids: list[int] | None = None,
 ) -> RunReads:
     """_load, and with it, for a run whose signals are to be inserted (new_ids of them),
-    which of its identity events are stored and ids for its signals: on Postgres in one round
-    trip, after `first` where given."""
+    which of its identity events are stored and ids for its signals (unless taken already:
+    ids): on Postgres in one round trip, after `first` where given."""
     changing = [d for d in drafts if changes_identity(d)]
     wanted = graph.reads(
         account_id,
@@ -451,16 +453,19 @@ def _read_run(
     if new_ids:
         hashes = [d.content_hash for d in changing]
         also.append((store.stored, store.stored_params(account_id, hashes)))
-        if postgres:
-            also.append((store.next_ids, store.next_ids_params(signals_table, new_ids)))
+    allocate = new_ids > 0 and ids is None
+    if allocate and postgres:
+        also.append((store.next_ids, store.next_ids_params(signals_table, new_ids)))
     found = statements.run_together(session, [*wanted, *also], first)
     body_graph, by_email = graph.of_rows(wanted, found, max_leads)
     stored = store.hashes_of(found[len(wanted)]) if new_ids else set()
-    if new_ids and postgres:
-        ids = [row.id for row in found[len(wanted) + 1]]
-    else:
-        ids = store.allocate_ids(session, signals_table, new_ids) if new_ids else []
-    return RunReads(body_graph, by_email, stored, ids)
+    if allocate:
+        ids = (
+            [row.id for row in found[len(wanted) + 1]]
+            if postgres
+            else store.allocate_ids(session, signals_table, new_ids)
+        )
+    return RunReads(body_graph, by_email, stored, ids or [])
 
 
 def _load_locked(
@@ -477,7 +482,11 @@ def _load_locked(
     if held.reads is not None:
         reads, held.reads = held.reads, None
         return reads
-    reads = _read_run(session, account_id, drafts, policy.max_leads_per_identifier, new_ids)
+    taken = held.ids if new_ids and len(held.ids) == new_ids else None
+    held.ids = []
+    reads = _read_run(
+        session, account_id, drafts, policy.max_leads_per_identifier, new_ids, ids=taken
+    )
     before = len(held.exclusive)
     wanted = _keys_to_lock(account_id, drafts, reads.graph, reads.by_email)
     locks.lock_closure(session, wanted, held.exclusive)
