@@ -58,6 +58,9 @@ SET plan_cache_mode = force_generic_plan
 AS $fn$
 DECLARE
     v_count bigint := jsonb_array_length(p_new);
+    v_leads bigint[];
+    v_earliest timestamptz[];
+    v_latest timestamptz[];
 BEGIN
     IF v_count > 0 THEN
         IF v_count > p_limit THEN
@@ -71,21 +74,29 @@ BEGIN
             RETURN false;
         END IF;
     END IF;
-    UPDATE leads AS l
-    SET first_seen_at = LEAST(l.first_seen_at, span.earliest),
-        last_seen_at = GREATEST(l.last_seen_at, span.latest)
-    FROM (SELECT w.lead_id, min(w.earliest) AS earliest, max(w.latest) AS latest
+    -- The leads are looked up by their ids (= ANY, in id order): joined to the spans, a
+    -- generic plan guesses a hundred rows from each function scan and hashes every lead of
+    -- the account instead, for a single event too.
+    SELECT array_agg(w.lead_id ORDER BY w.lead_id), array_agg(w.earliest ORDER BY w.lead_id),
+           array_agg(w.latest ORDER BY w.lead_id)
+    INTO v_leads, v_earliest, v_latest
+    FROM (SELECT u.lead_id, min(u.earliest) AS earliest, max(u.latest) AS latest
           FROM (SELECT n.lead_id, n.occurred_at AS earliest, n.occurred_at AS latest
                 FROM jsonb_to_recordset(p_new) AS n (lead_id bigint, occurred_at timestamptz)
                 UNION ALL
                 SELECT x.lead_id, x.earliest, x.latest
                 FROM jsonb_to_recordset(p_spans)
-                  AS x (lead_id bigint, earliest timestamptz, latest timestamptz)) AS w
-          WHERE w.lead_id IS NOT NULL
-          GROUP BY w.lead_id
-          ORDER BY w.lead_id) AS span
-    WHERE l.account_id = p_account_id AND l.id = span.lead_id
-      AND (span.earliest < l.first_seen_at OR span.latest > l.last_seen_at);
+                  AS x (lead_id bigint, earliest timestamptz, latest timestamptz)) AS u
+          WHERE u.lead_id IS NOT NULL
+          GROUP BY u.lead_id) AS w;
+    IF v_leads IS NOT NULL THEN
+        UPDATE leads AS l
+        SET first_seen_at = LEAST(l.first_seen_at, span.earliest),
+            last_seen_at = GREATEST(l.last_seen_at, span.latest)
+        FROM unnest(v_leads, v_earliest, v_latest) AS span (lead_id, earliest, latest)
+        WHERE l.account_id = p_account_id AND l.id = ANY (v_leads) AND l.id = span.lead_id
+          AND (span.earliest < l.first_seen_at OR span.latest > l.last_seen_at);
+    END IF;
     INSERT INTO queue_groups AS q (account_id, source, event_type, event_name, count,
                                    first_seen_at, last_seen_at, sample)
     SELECT p_account_id, n.source, coalesce(n.event_type, ''), coalesce(n.event_name, ''),
