@@ -95,7 +95,7 @@ def write_traits(session: Session, account_id: int, changes: dict[int, dict[str,
         statements.run(
             session,
             _traits_update(tuple(names)),
-            {"account_id": account_id, "rows": store.json_text(rows)},
+            {"account_id": account_id, "ids": sorted(changes), "rows": store.json_text(rows)},
         )
         return
     session.execute(
@@ -113,7 +113,7 @@ def write_traits(session: Session, account_id: int, changes: dict[int, dict[str,
 def _traits_update(names: tuple[str, ...]) -> Callable[[statements.Store], sa.Update]:
     """The update of these columns of leads from rows of a JSON parameter (Postgres)."""
 
-    def build(_: statements.Store) -> sa.Update:
+    def build(db: statements.Store) -> sa.Update:
         c = leads_table.c
         rows = (
             sa.func.jsonb_to_recordset(sa.bindparam("rows", type_=JSONB))
@@ -122,7 +122,13 @@ def _traits_update(names: tuple[str, ...]) -> Callable[[statements.Store], sa.Up
         )
         return (
             sa.update(leads_table)
-            .where(c.account_id == sa.bindparam("account_id"), c.id == rows.c.id)
+            # The leads found by id, not by the join alone: a generic plan guesses a hundred
+            # rows from the function scan and would hash every lead of the account.
+            .where(
+                c.account_id == sa.bindparam("account_id"),
+                db.in_(c.id, "ids"),
+                c.id == rows.c.id,
+            )
             .values({name: rows.c[name] for name in names})
         )
 
