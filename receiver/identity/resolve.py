@@ -64,7 +64,9 @@ class Held:
 
     exclusive: set[int] = field(default_factory=set)
     reads: RunReads | None = None
-    ids: list[int] = field(default_factory=list)  # taken for the run, when reads is not
+    # Ids lock_then_read took for the run when its read was not final: the read under the
+    # locks uses them.
+    ids: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
