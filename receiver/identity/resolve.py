@@ -370,16 +370,20 @@ def lock_identities(session: Session, account_id: int, drafts: Sequence[Draft]) 
     just before; shared on every other identifier of the body, which events are placed by.
     The graph is read again under them (order 3, _load_locked), since it may have changed in
     between."""
-    shared = {
-        locks.identity_key(account_id, kind, value) for d in drafts for kind, value in _keys(d)
-    }
+    shared = _identity_keys(account_id, drafts)
     changing = [d for d in drafts if changes_identity(d)]
     if not changing:
         locks.lock_identities(session, (), shared)
         return Held()
-    wanted = _keys_to_lock(account_id, changing, *_load(session, account_id, changing, 0))
+    read = _read_run(session, account_id, changing, 0, new_ids=0)
+    wanted = _keys_to_lock(account_id, changing, read.graph, read.by_email)
     locks.lock_identities(session, wanted, shared - wanted)
     return Held(wanted)
+
+
+def _identity_keys(account_id: int, drafts: Sequence[Draft]) -> set[int]:
+    """The lock key of every identifier of the drafts."""
+    return {locks.identity_key(account_id, kind, value) for d in drafts for kind, value in _keys(d)}
 
 
 def lock_then_read(
@@ -396,9 +400,7 @@ def lock_then_read(
     changing = [d for d in drafts if changes_identity(d)]
     if not changing or any(_is(d, "delete") for d in drafts):
         return lock_identities(session, account_id, drafts)
-    shared = {
-        locks.identity_key(account_id, kind, value) for d in drafts for kind, value in _keys(d)
-    }
+    shared = _identity_keys(account_id, drafts)
     reads = _read_run(
         session,
         account_id,
@@ -415,22 +417,6 @@ def lock_then_read(
     return held
 
 
-def _load(
-    session: Session, account_id: int, drafts: Sequence[Draft], max_leads: int
-) -> tuple[Graph, dict[str, int]]:
-    """The graph as far as the identity events' identifiers and emails reach, and the plain
-    events' identifiers."""
-    changing = [d for d in drafts if changes_identity(d)]
-    return graph.load(
-        session,
-        account_id,
-        (key for d in changing for key in _keys(d)),
-        (e for d in changing if (e := _email(d)) is not None),
-        max_leads,
-        placed=(key for d in drafts if not changes_identity(d) for key in _keys(d)),
-    )
-
-
 def _read_run(
     session: Session,
     account_id: int,
@@ -440,9 +426,10 @@ def _read_run(
     first: tuple[str, dict[str, Any]] | None = None,
     ids: list[int] | None = None,
 ) -> RunReads:
-    """_load, and with it, for a run whose signals are to be inserted (new_ids of them),
-    which of its identity events are stored and ids for its signals (unless taken already:
-    ids): on Postgres in one round trip, after `first` where given."""
+    """The graph as far as the identity events' identifiers and emails reach, and the plain
+    events' identifiers; and with it, for a run whose signals are to be inserted (new_ids of
+    them), which of its identity events are stored and ids for its signals (unless taken
+    already: ids). On Postgres in one round trip, after `first` where given."""
     changing = [d for d in drafts if changes_identity(d)]
     wanted = graph.reads(
         account_id,
@@ -453,8 +440,7 @@ def _read_run(
     postgres = session.get_bind().dialect.name == "postgresql"
     also: graph.Reads = []
     if new_ids:
-        hashes = [d.content_hash for d in changing]
-        also.append((store.stored, store.stored_params(account_id, hashes)))
+        also.append((store.stored, store.stored_params(account_id, _identity_hashes(drafts))))
     allocate = new_ids > 0 and ids is None
     if allocate and postgres:
         also.append((store.next_ids, store.next_ids_params(signals_table, new_ids)))
@@ -495,9 +481,13 @@ def _load_locked(
     if new_ids and len(held.exclusive) > before:
         # The graph changed since the locks were taken: read which events are stored under
         # all of them.
-        hashes = [d.content_hash for d in drafts if changes_identity(d)]
-        reads.stored = store.stored_hashes(session, account_id, hashes)
+        reads.stored = store.stored_hashes(session, account_id, _identity_hashes(drafts))
     return reads
+
+
+def _identity_hashes(drafts: Sequence[Draft]) -> list[bytes]:
+    """The identity events', whose effects are replayed only if they are not stored yet."""
+    return [d.content_hash for d in drafts if changes_identity(d)]
 
 
 def _keys_to_lock(
