@@ -8,6 +8,7 @@ locks.py), so reads of the graph stay true until commit.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -34,17 +35,23 @@ from receiver.models import (
     signals_table,
     unlinks_table,
 )
-from receiver.store import upsert
 
 
-def keys_of(draft: Draft) -> list[Key]:
+def keys_of(draft: Draft) -> tuple[Key, ...]:
     """The draft's identifiers that can tell one visitor from another, userId first."""
-    keys = []
-    if (user := usable(draft.user_id)) is not None:
+    return _keys_of(draft.user_id, draft.anonymous_id)
+
+
+# A body asks for an event's keys several times (locks, reads, placement, replay) and its
+# visitors recur: remembered, they cost a dictionary lookup instead of the junk checks.
+@functools.lru_cache(maxsize=4096)
+def _keys_of(user_id: str | None, anonymous_id: str | None) -> tuple[Key, ...]:
+    keys: list[Key] = []
+    if (user := usable(user_id)) is not None:
         keys.append((USER, user))
-    if (anonymous := usable(draft.anonymous_id)) is not None:
+    if (anonymous := usable(anonymous_id)) is not None:
         keys.append((ANONYMOUS, anonymous))
-    return keys
+    return tuple(keys)
 
 
 def by_kind(keys: Iterable[Key]) -> dict[str, list[str]]:
@@ -211,22 +218,7 @@ def write(session: Session, account_id: int, graph: Graph, now: datetime) -> Non
         if entry.changed
     ]
     if rows:
-        i = identities_table.c
-        statement = upsert(session, identities_table)
-        excluded = statement.excluded
-        session.execute(
-            statement.on_conflict_do_update(
-                index_elements=[i.account_id, i.kind, i.value],
-                set_={
-                    "cluster_id": excluded.cluster_id,
-                    "lead_history": excluded.lead_history,
-                    "blocked_at": sa.func.coalesce(i.blocked_at, excluded.blocked_at),
-                    "linked_by_signal_id": excluded.linked_by_signal_id,
-                    "updated_at": excluded.updated_at,
-                },
-            ),
-            rows,
-        )
+        session.execute(statements.built(session, _identities_upsert), rows)
     if graph.removed_clusters:
         c = clusters_table.c
         session.execute(
@@ -234,6 +226,22 @@ def write(session: Session, account_id: int, graph: Graph, now: datetime) -> Non
                 c.account_id == account_id, c.id.in_(sorted(graph.removed_clusters))
             )
         )
+
+
+def _identities_upsert(db: statements.Store) -> Any:
+    i = identities_table.c
+    statement = db.insert(identities_table)
+    excluded = statement.excluded
+    return statement.on_conflict_do_update(
+        index_elements=[i.account_id, i.kind, i.value],
+        set_={
+            "cluster_id": excluded.cluster_id,
+            "lead_history": excluded.lead_history,
+            "blocked_at": sa.func.coalesce(i.blocked_at, excluded.blocked_at),
+            "linked_by_signal_id": excluded.linked_by_signal_id,
+            "updated_at": excluded.updated_at,
+        },
+    )
 
 
 def _insert_clusters(

@@ -143,7 +143,7 @@ def apply_stored(
     body_graph, by_email = reads.graph, reads.by_email
     body = []
     for signal_id, d in changing:
-        keys = tuple(graph.keys_of(d))
+        keys = graph.keys_of(d)
         body.append((d, BodySignal(keys, body_graph.place(keys), d.occurred_at), signal_id))
     placed_by_graph = [signal.placement for _, signal, _ in body]
     _resolve(session, account_id, body_graph, by_email, body, now, policy, applied)
@@ -177,7 +177,7 @@ def _apply_run(
     if not drafts:
         return
     changing = any(changes_identity(d) for d in drafts)
-    keys = [tuple(graph.keys_of(d)) for d in drafts]
+    keys = [graph.keys_of(d) for d in drafts]
     if not changing:
         body_graph, _ = graph.load(
             session, account_id, (), (), 0, placed=(k for d in drafts for k in _keys(d))
@@ -304,7 +304,7 @@ def _replay(
     return companies
 
 
-def _keys(draft: Draft) -> list[Key]:
+def _keys(draft: Draft) -> tuple[Key, ...]:
     """The identifiers an event links: its own, and an alias's previousId."""
     keys = graph.keys_of(draft)
     if _is(draft, "alias"):
@@ -312,13 +312,13 @@ def _keys(draft: Draft) -> list[Key]:
     return keys
 
 
-def _previous_id_keys(draft: Draft) -> list[Key]:
+def _previous_id_keys(draft: Draft) -> tuple[Key, ...]:
     """alias(previousId -> userId): previousId may have been an anonymousId or a userId, and
     cold signals may carry it as either, so it links as both."""
     previous = draft.payload.get("previousId", draft.payload.get("previous_id"))
     if not isinstance(previous, str | int) or usable(str(previous)) is None:
-        return []
-    return [(graph.USER, str(previous)), (graph.ANONYMOUS, str(previous))]
+        return ()
+    return ((graph.USER, str(previous)), (graph.ANONYMOUS, str(previous)))
 
 
 def _group_id(draft: Draft) -> str | None:
