@@ -187,11 +187,8 @@ class DriverCursor:
     out as SQLAlchemy's, as the session's own do (run_transaction retries them)."""
 
     def __init__(self, session: Session) -> None:
-        self._connection = session.connection()
-        driver = self._connection.connection.driver_connection
-        assert driver is not None  # a connection checked out of the pool
-        self._driver = driver
-        self._cursor = driver.cursor(row_factory=namedtuple_row)
+        self._connection, self._driver = _connections_of(session)
+        self._cursor = self._driver.cursor(row_factory=namedtuple_row)
 
     def execute(self, text: str, params: Any = None, prepare: bool | None = None) -> Any:
         with self._errors_translated():
@@ -220,6 +217,24 @@ class DriverCursor:
             if dead:
                 self._connection.invalidate(error)
             raise _as_sqlalchemy_error(dialect, error, dead) from error
+
+
+def _connections_of(session: Session) -> tuple[sa.Connection, Any]:
+    """The session's connection and the driver's under it, for its transaction. Kept with
+    the transaction: session.connection() walks SQLAlchemy's transaction states on every
+    call, and an identify's transaction asks about ten times."""
+    transaction = session.get_transaction()
+    known = session.info.get(_DRIVER)
+    if known is not None and transaction is not None and known[0] is transaction:
+        return known[1], known[2]
+    connection = session.connection()
+    driver = connection.connection.driver_connection
+    assert driver is not None  # a connection checked out of the pool
+    session.info[_DRIVER] = (session.get_transaction(), connection, driver)
+    return connection, driver
+
+
+_DRIVER = "receiver.driver_connection"
 
 
 def engine_of(app: Flask) -> sa.Engine:
