@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from importlib import resources
 from typing import Any, TypeVar
 
+import psycopg
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
@@ -135,10 +136,12 @@ def run_transaction(engine: sa.Engine, work: Callable[[Session], T]) -> T:
 
 
 def run_on_driver(engine: sa.Engine, work: Callable[[Any], T]) -> T:
-    """Run work on the driver's own connection (psycopg), in a transaction that work ends
-    (commits) itself: for the hot path, which sends its statements in pipelines a Session
-    cannot. Whatever work leaves open is rolled back. The driver's errors come out as
-    SQLAlchemy's, with run_transaction's retries, so callers and error pages see one family."""
+    """Run work on the driver's own connection (psycopg), for the hot path, which sends its
+    statements in pipelines a Session cannot. The connection is in autocommit: work sends
+    BEGIN and COMMIT itself, as statements of its pipelines (the driver's own BEGIN and
+    commit() would each wait for their answer, two more round trips). Whatever work leaves
+    open is rolled back. The driver's errors come out as SQLAlchemy's, with
+    run_transaction's retries, so callers and error pages see one family."""
     dbapi_error = engine.dialect.loaded_dbapi.Error
     for attempt in range(1, TRANSACTION_ATTEMPTS + 1):
         pooled = None
@@ -146,6 +149,7 @@ def run_on_driver(engine: sa.Engine, work: Callable[[Any], T]) -> T:
             pooled = engine.raw_connection()
             connection = pooled.driver_connection
             assert connection is not None
+            connection.autocommit = True
             return work(connection)
         except StartOver as error:
             if attempt == TRANSACTION_ATTEMPTS:
@@ -165,8 +169,21 @@ def run_on_driver(engine: sa.Engine, work: Callable[[Any], T]) -> T:
             log.warning("transaction retried after %s", error.__class__.__name__)
         finally:
             if pooled is not None:
-                pooled.close()  # back to the pool, which rolls back whatever is left open
+                _out_of_autocommit(pooled)
+                pooled.close()  # back to the pool
     raise AssertionError("unreachable")
+
+
+def _out_of_autocommit(pooled: Any) -> None:
+    """The connection as the pool hands it out: no transaction open, not in autocommit. One
+    that cannot be brought back so (it died) is dropped."""
+    connection = pooled.driver_connection
+    try:
+        if connection.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            connection.rollback()
+        connection.autocommit = False
+    except psycopg.Error:
+        pooled.invalidate()
 
 
 def _as_sqlalchemy_error(dialect: sa.Dialect, error: Exception, dead: bool) -> exc.StatementError:

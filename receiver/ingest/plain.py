@@ -64,10 +64,11 @@ def store_body(
         raise Unauthorized()
     period_start, _ = store.period_of(now)
     drafts = prepared.drafts
-    keys = [tuple(graph.keys_of(d)) for d in drafts]
+    keys = [graph.keys_of(d) for d in drafts]
     lookup = {"account_id": key.account_id, **graph.by_kind(k for ks in keys for k in ks)}
     shared = {locks.identity_key(key.account_id, kind, value) for ks in keys for kind, value in ks}
     with connection.pipeline():
+        connection.execute("BEGIN")  # run_on_driver's connection is in autocommit
         begun = connection.execute(BEGIN_SQL, begin_params(key, period_start))
         connection.execute(locks.IDENTITY_LOCKS_SQL, locks.identity_lock_params((), shared))
         found = connection.cursor(row_factory=namedtuple_row)
@@ -118,7 +119,7 @@ def _store(
                     now,
                 ),
             )
-            connection.commit()
+            connection.execute("COMMIT")
     except psycopg.Error as error:
         if error.sqlstate == OVER_LIMIT_SQLSTATE:
             connection.rollback()
