@@ -20,7 +20,7 @@ from receiver.models import (
     signals_table,
     unlinks_table,
 )
-from receiver.store import GroupKey, group_key, upsert
+from receiver.store import GroupKey, group_key
 
 
 def create_for_emails(
@@ -43,12 +43,7 @@ def create_for_emails(
         }
         for email, at in sorted(first_seen.items())
     ]
-    created = session.execute(
-        upsert(session, leads_table)
-        .on_conflict_do_nothing(index_elements=[c.account_id, c.email])
-        .returning(c.email, c.id),
-        rows,
-    ).all()
+    created = session.execute(statements.built(session, _leads_insert), rows).all()
     found = {email: lead_id for email, lead_id in created}
     missing = sorted(set(first_seen) - set(found))
     if missing:
@@ -163,17 +158,8 @@ def record_companies(
     """Upsert each group's company, in group id order."""
     if not companies:
         return
-    c = companies_table.c
-    statement = upsert(session, companies_table)
     session.execute(
-        statement.on_conflict_do_update(
-            index_elements=[c.account_id, c.group_id],
-            set_={
-                "name": statement.excluded.name,
-                "traits": statement.excluded.traits,
-                "updated_at": statement.excluded.updated_at,
-            },
-        ),
+        statements.built(session, _companies_upsert),
         [
             {
                 "account_id": account_id,
@@ -184,6 +170,28 @@ def record_companies(
             }
             for group_id, traits in sorted(companies.items())
         ],
+    )
+
+
+def _leads_insert(db: statements.Store) -> Any:
+    c = leads_table.c
+    return (
+        db.insert(leads_table)
+        .on_conflict_do_nothing(index_elements=[c.account_id, c.email])
+        .returning(c.email, c.id)
+    )
+
+
+def _companies_upsert(db: statements.Store) -> Any:
+    c = companies_table.c
+    statement = db.insert(companies_table)
+    return statement.on_conflict_do_update(
+        index_elements=[c.account_id, c.group_id],
+        set_={
+            "name": statement.excluded.name,
+            "traits": statement.excluded.traits,
+            "updated_at": statement.excluded.updated_at,
+        },
     )
 
 
