@@ -207,21 +207,18 @@ class DriverCursor:
         self._connection, self._driver = _connections_of(session)
         self._cursor = self._driver.cursor(row_factory=namedtuple_row)
 
-    def execute(self, text: str, params: Any = None, prepare: bool | None = None) -> Any:
+    def execute(self, text: str, params: Any = None) -> Any:
         with self._errors_translated():
-            return self._cursor.execute(text, params, prepare=prepare)
+            return self._cursor.execute(text, params)
 
-    def execute_together(
-        self, statements: Sequence[tuple[str, Any]], prepare: Sequence[bool | None] = ()
-    ) -> list[list[Any]]:
-        """The statements sent in one round trip (psycopg's pipeline), in order, each prepared
-        as `prepare` says (execute's argument, None by default); the rows of each."""
-        prepare = list(prepare) or [None] * len(statements)
+    def execute_together(self, statements: Sequence[tuple[str, Any]]) -> list[list[Any]]:
+        """The statements sent in one round trip (psycopg's pipeline), in order; the rows of
+        each."""
         with self._errors_translated():
             with self._driver.pipeline():
                 cursors = [self._driver.cursor(row_factory=namedtuple_row) for _ in statements]
-                for cursor, (text, params), how in zip(cursors, statements, prepare, strict=True):
-                    cursor.execute(text, params, prepare=how)
+                for cursor, (text, params) in zip(cursors, statements, strict=True):
+                    cursor.execute(text, params)
             return [cursor.fetchall() if cursor.description else [] for cursor in cursors]
 
     @contextmanager

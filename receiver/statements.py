@@ -4,6 +4,11 @@ A statement is built by a function of `Store` (what the two stores differ in: ho
 parameter is written). On Postgres it is sent as the driver's text, compiled once, each list
 one array parameter, so that its text is the same whatever the list's length; on SQLite it is
 executed as SQLAlchemy builds it.
+
+On Postgres the driver prepares a statement once it is used often, and the server then plans
+it once for any parameters: these statements find rows by key, one index lookup per value,
+a plan as right for a thousand values as for one. Planning each call for its values cost a
+batch of 100 more than its reads (bench/README.md, "generic plans").
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ def run(session: Session, build: Callable[[Store], Any], params: dict[str, Any])
     connection = session.connection()
     if connection.dialect.name != "postgresql":
         return connection.execute(built(session, build), params)
-    return DriverCursor(session).execute(driver_text(build), params, prepare=plan_once(params))
+    return DriverCursor(session).execute(driver_text(build), params)
 
 
 def built(session: Session, build: Callable[[Store], Any]) -> Any:
@@ -66,24 +71,9 @@ def run_together(
             raise ValueError("a driver text runs on Postgres only")
         return [list(run(session, build, params)) for build, params in statements]
     texts = [(driver_text(build), params) for build, params in statements]
-    prepare = [plan_once(params) for _, params in statements]
     if first is None:
-        return DriverCursor(session).execute_together(texts, prepare)
-    return DriverCursor(session).execute_together([first, *texts], [None, *prepare])[1:]
-
-
-# A prepared statement's generic plan assumes a list parameter holds about ten values: right
-# for one event's identifiers, not for a batch's (a batch's graph read took 30 ms with it
-# against 8 ms planned for its 1,000 keys).
-GENERIC_PLAN_MAX_VALUES = 10
-
-
-def plan_once(params: dict[str, Any]) -> bool | None:
-    """psycopg's `prepare` for a statement with these parameters: None, its default (prepared
-    once used often, then planned generically), while every list is short; False (planned for
-    the values given) once one is long."""
-    lists = (value for value in params.values() if isinstance(value, list))
-    return None if all(len(value) <= GENERIC_PLAN_MAX_VALUES for value in lists) else False
+        return DriverCursor(session).execute_together(texts)
+    return DriverCursor(session).execute_together([first, *texts])[1:]
 
 
 @functools.cache
