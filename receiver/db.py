@@ -178,6 +178,8 @@ def _out_of_autocommit(pooled: Any) -> None:
     """The connection as the pool hands it out: no transaction open, not in autocommit. One
     that cannot be brought back so (it died) is dropped."""
     connection = pooled.driver_connection
+    if connection is None:
+        return  # invalidated already: the pool drops it
     try:
         if connection.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
             connection.rollback()
