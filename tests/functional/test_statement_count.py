@@ -3,12 +3,14 @@ with the number of identifies in it (issue: a batch of 1,000 with 150 identifies
 
 from __future__ import annotations
 
+import tempfile
 import threading
 import uuid
 
 import orjson
 import psycopg
 import pytest
+import sqlalchemy as sa
 
 from tests.builders import identify, track
 
@@ -87,3 +89,42 @@ def test_a_returning_visitors_identify_reads_its_graph_once(client, account, mon
     texts = statement_texts(client, account.api_key, again, monkeypatch)
     assert graph_reads(texts) == 1
     assert not any("pg_try_advisory_xact_lock" in t for t in texts)
+
+
+def round_trips_of(engine, client, api_key: str, body: dict) -> int:
+    """The round trips of the request's own statements, from libpq's trace of every
+    connection it checks out: each Sync waits for the server's ReadyForQuery, as does a
+    simple-protocol Query (the delivery log's writer has a thread of its own)."""
+    traces: list[tuple[object, object]] = []
+
+    def trace(dbapi_connection, *_):
+        if threading.current_thread() is request_thread:
+            file = tempfile.TemporaryFile(mode="w+")
+            dbapi_connection.pgconn.trace(file.fileno())
+            traces.append((dbapi_connection.pgconn, file))
+
+    request_thread = threading.current_thread()
+    sa.event.listen(engine, "checkout", trace)
+    try:
+        response = client.post(f"/webhook/{api_key}", data=orjson.dumps(body))
+    finally:
+        sa.event.remove(engine, "checkout", trace)
+    assert response.status_code == 200, response.json
+    waits = 0
+    for pgconn, file in traces:
+        pgconn.untrace()
+        file.seek(0)
+        sent = [line.split("\t") for line in file.read().splitlines() if "\tF\t" in line]
+        file.close()
+        waits += sum(fields[3] in ("Sync", "Query") for fields in sent)
+    return waits
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_a_plain_body_takes_two_round_trips(engine, client, account):
+    """The plain lane's two pipelines are its only round trips: the transaction's BEGIN
+    travels with the first and its COMMIT with the second (the driver's own BEGIN and
+    commit() would wait for answers of their own)."""
+    for n in range(6):  # past the driver's prepare threshold, as a running server is
+        client.post(f"/webhook/{account.api_key}", data=orjson.dumps(track(anonymousId=f"w{n}")))
+    assert round_trips_of(engine, client, account.api_key, track(anonymousId="plain-1")) == 2
