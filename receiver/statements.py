@@ -8,7 +8,7 @@ executed as SQLAlchemy builds it.
 On Postgres the driver prepares a statement once it is used often, and the server then plans
 it once for any parameters: these statements find rows by key, one index lookup per value,
 a plan as right for a thousand values as for one. Planning each call for its values cost a
-batch of 100 more than its reads (bench/README.md, "generic plans").
+batch of 100 more than its reads (bench/README.md, "one plan per statement").
 """
 
 from __future__ import annotations
