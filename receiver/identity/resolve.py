@@ -180,7 +180,7 @@ def _apply_run(
     keys = [graph.keys_of(d) for d in drafts]
     if not changing:
         body_graph, _ = graph.load(
-            session, account_id, (), (), 0, placed=(k for d in drafts for k in _keys(d))
+            session, account_id, (), (), 0, placed=(k for ks in keys for k in ks)
         )
         placements = [body_graph.place(k) for k in keys]
         inserted = store.insert_signals(session, account_id, drafts, placements, now)

@@ -70,7 +70,7 @@ def store_body(
     with connection.pipeline():
         connection.execute("BEGIN")  # run_on_driver's connection is in autocommit
         begun = connection.execute(BEGIN_SQL, begin_params(key, period_start))
-        connection.execute(locks.IDENTITY_LOCKS_SQL, locks.identity_lock_params((), shared))
+        connection.execute(*locks.identity_locks_statement((), shared))
         found = connection.cursor(row_factory=namedtuple_row)
         found.execute(statements.driver_text(graph.lookup_statement), lookup)
     row = begun.fetchone()
