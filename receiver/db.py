@@ -320,7 +320,7 @@ def upgrade_schema(
             connection.exec_driver_sql(sql_file("store.sql"))
             echo(
                 "functions: receiver_begin, receiver_insert_signals, receiver_settle, "
-                "receiver_store_placed (re)created"
+                "receiver_settle_columns, receiver_store_placed (re)created"
             )
         else:
             for statement in sqlite_statements(sqlite_views_sql(score_window_days)):

@@ -11,6 +11,7 @@
 DROP FUNCTION IF EXISTS receiver_store_plain;
 DROP FUNCTION IF EXISTS receiver_store_placed;
 DROP FUNCTION IF EXISTS receiver_settle;
+DROP FUNCTION IF EXISTS receiver_settle_columns;
 DROP FUNCTION IF EXISTS receiver_insert_signals;
 
 -- Insert the placed signals of a body, skipping those stored already; the new ones, with
@@ -49,21 +50,26 @@ BEGIN
 END
 $fn$;
 
--- Settle a body's new signals (p_new: rows as receiver_insert_signals returns them, with
--- their final lead_id) and the spans of leads that older signals moved onto (p_spans: rows of
--- lead_id, earliest, latest): claim the month's usage, then widen the leads' first and last
+-- Settle a body's new signals, given as columns (p_ids, p_lead_ids, ...: one element per
+-- signal, with its final lead_id; p_payloads may be null but where a signal may become a
+-- queue group's sample) and the spans of leads that older signals moved onto (p_spans: rows
+-- of lead_id, earliest, latest): claim the month's usage, then widen the leads' first and last
 -- seen, then count the unmapped ones into the Signal Queue. In that order, the lock order of
 -- identity/locks.py: writers of an account line up on the counter's row and never wait on each
 -- other's leads or groups in a circle. Returns false, having written nothing, when the new
 -- signals do not all fit in the month's limit.
-CREATE FUNCTION receiver_settle(p_account_id bigint, p_period_start date, p_limit bigint,
-                                p_new jsonb, p_spans jsonb, p_now timestamptz)
+CREATE FUNCTION receiver_settle_columns(p_account_id bigint, p_period_start date,
+                                        p_limit bigint, p_ids bigint[], p_lead_ids bigint[],
+                                        p_occurred_at timestamptz[], p_rule_ids bigint[],
+                                        p_sources varchar[], p_event_types varchar[],
+                                        p_event_names varchar[], p_payloads jsonb[],
+                                        p_spans jsonb, p_now timestamptz)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE
 SET plan_cache_mode = force_generic_plan
 AS $fn$
 DECLARE
-    v_count bigint := jsonb_array_length(p_new);
+    v_count bigint := coalesce(cardinality(p_ids), 0);
     v_leads bigint[];
     v_earliest timestamptz[];
     v_latest timestamptz[];
@@ -88,7 +94,7 @@ BEGIN
     INTO v_leads, v_earliest, v_latest
     FROM (SELECT u.lead_id, min(u.earliest) AS earliest, max(u.latest) AS latest
           FROM (SELECT n.lead_id, n.occurred_at AS earliest, n.occurred_at AS latest
-                FROM jsonb_to_recordset(p_new) AS n (lead_id bigint, occurred_at timestamptz)
+                FROM unnest(p_lead_ids, p_occurred_at) AS n (lead_id, occurred_at)
                 UNION ALL
                 SELECT x.lead_id, x.earliest, x.latest
                 FROM jsonb_to_recordset(p_spans)
@@ -107,15 +113,46 @@ BEGIN
                                    first_seen_at, last_seen_at, sample)
     SELECT p_account_id, n.source, coalesce(n.event_type, ''), coalesce(n.event_name, ''),
            count(*), p_now, p_now, (array_agg(n.payload ORDER BY n.id))[1]
-    FROM jsonb_to_recordset(p_new)
-      AS n (id bigint, source varchar, event_type varchar, event_name varchar, payload jsonb,
-            rule_id bigint)
+    FROM unnest(p_ids, p_rule_ids, p_sources, p_event_types, p_event_names, p_payloads)
+      AS n (id, rule_id, source, event_type, event_name, payload)
     WHERE n.rule_id IS NULL
     GROUP BY 2, 3, 4
     ORDER BY 2, 3, 4
     ON CONFLICT (account_id, source, event_type, event_name) DO UPDATE
     SET count = q.count + excluded.count, last_seen_at = excluded.last_seen_at;
     RETURN true;
+END
+$fn$;
+
+-- receiver_settle_columns with the new signals as JSON rows (p_new: id, lead_id,
+-- occurred_at, rule_id, source, event_type, event_name, payload), as store.py sends them.
+CREATE FUNCTION receiver_settle(p_account_id bigint, p_period_start date, p_limit bigint,
+                                p_new jsonb, p_spans jsonb, p_now timestamptz)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+SET plan_cache_mode = force_generic_plan
+AS $fn$
+DECLARE
+    v_ids bigint[];
+    v_lead_ids bigint[];
+    v_occurred_at timestamptz[];
+    v_rule_ids bigint[];
+    v_sources varchar[];
+    v_event_types varchar[];
+    v_event_names varchar[];
+    v_payloads jsonb[];
+BEGIN
+    SELECT array_agg(n.id), array_agg(n.lead_id), array_agg(n.occurred_at),
+           array_agg(n.rule_id), array_agg(n.source), array_agg(n.event_type),
+           array_agg(n.event_name), array_agg(n.payload)
+    INTO v_ids, v_lead_ids, v_occurred_at, v_rule_ids, v_sources, v_event_types,
+         v_event_names, v_payloads
+    FROM jsonb_to_recordset(p_new)
+      AS n (id bigint, lead_id bigint, occurred_at timestamptz, rule_id bigint,
+            source varchar, event_type varchar, event_name varchar, payload jsonb);
+    RETURN receiver_settle_columns(p_account_id, p_period_start, p_limit, v_ids, v_lead_ids,
+                                   v_occurred_at, v_rule_ids, v_sources, v_event_types,
+                                   v_event_names, v_payloads, p_spans, p_now);
 END
 $fn$;
 
@@ -158,13 +195,27 @@ LANGUAGE plpgsql VOLATILE
 SET plan_cache_mode = force_generic_plan
 AS $fn$
 DECLARE
-    v_new jsonb;
+    v_lead_ids bigint[];
+    v_occurred_at timestamptz[];
+    v_rule_ids bigint[];
+    v_sources varchar[];
+    v_event_types varchar[];
+    v_event_names varchar[];
+    v_payloads jsonb[];
 BEGIN
-    SELECT coalesce(jsonb_agg(to_jsonb(n)), '[]'::jsonb), array_agg(n.content_hash),
-           array_agg(n.id), array_agg(n.is_cold)
-    INTO v_new, content_hashes, signal_ids, cold
+    -- Columns straight from the inserted rows: as JSON rows (to_jsonb, jsonb_agg, then read
+    -- again) they cost a 100-event body more than the insert itself.
+    SELECT array_agg(n.content_hash), array_agg(n.id), array_agg(n.is_cold),
+           array_agg(n.lead_id), array_agg(n.occurred_at), array_agg(n.rule_id),
+           array_agg(n.source), array_agg(n.event_type), array_agg(n.event_name),
+           array_agg(CASE WHEN n.rule_id IS NULL THEN n.payload END)
+    INTO content_hashes, signal_ids, cold, v_lead_ids, v_occurred_at, v_rule_ids, v_sources,
+         v_event_types, v_event_names, v_payloads
     FROM receiver_insert_signals(p_account_id, p_rows, p_now) AS n;
-    IF NOT receiver_settle(p_account_id, p_period_start, p_limit, v_new, '[]'::jsonb, p_now) THEN
+    IF NOT receiver_settle_columns(p_account_id, p_period_start, p_limit, signal_ids,
+                                   v_lead_ids, v_occurred_at, v_rule_ids, v_sources,
+                                   v_event_types, v_event_names, v_payloads, '[]'::jsonb,
+                                   p_now) THEN
         RAISE EXCEPTION 'new signals past the month''s limit' USING ERRCODE = 'RL429';
     END IF;
 END
