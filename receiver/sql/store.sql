@@ -204,7 +204,7 @@ DECLARE
     v_payloads jsonb[];
 BEGIN
     -- Columns straight from the inserted rows: as JSON rows (to_jsonb, jsonb_agg, then read
-    -- again) they cost a 100-event body more than the insert itself.
+    -- twice again) they cost a 100-event body about 1.8 ms of its 9 ms of backend CPU.
     SELECT array_agg(n.content_hash), array_agg(n.id), array_agg(n.is_cold),
            array_agg(n.lead_id), array_agg(n.occurred_at), array_agg(n.rule_id),
            array_agg(n.source), array_agg(n.event_type), array_agg(n.event_name),
