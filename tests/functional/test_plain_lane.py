@@ -71,6 +71,11 @@ def test_plain_lane_writes_what_the_pipeline_writes(engine, events):
         through_pipeline(engine, account.api_key, known)
         outcome = lane(engine, account.api_key, events)
         results.append((outcome.body(), state(engine, account.account_id), usage(engine, account)))
+        # A new queue group's sample is its first event in the body.
+        assert samples(engine, account) == {
+            kind: next(e["messageId"] for e in events if e["type"] == kind)
+            for kind in {e["type"] for e in events}
+        }
     assert results[0] == results[1]
 
 
@@ -86,6 +91,19 @@ def usage(engine, account):
             {"a": account.account_id},
         ).one()
     return tuple(rows)
+
+
+def samples(engine, account):
+    """The messageId of each plain queue group's sample, by event type."""
+    with engine.connect() as connection:
+        rows = connection.execute(
+            sa.text(
+                "SELECT event_type, sample ->> 'messageId' FROM queue_groups"
+                " WHERE account_id = :a AND event_type IN ('track', 'page')"
+            ),
+            {"a": account.account_id},
+        )
+        return dict(rows.all())
 
 
 def test_a_body_a_rule_gives_lead_fields_is_handed_back_with_nothing_stored(client, engine):
