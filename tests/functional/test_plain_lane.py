@@ -80,30 +80,33 @@ def test_plain_lane_writes_what_the_pipeline_writes(engine, events):
 
 
 def usage(engine, account):
-    with engine.connect() as connection:
-        rows = connection.execute(
-            sa.text(
-                "SELECT (SELECT used FROM usage_counters WHERE account_id = :a),"
-                " (SELECT array_agg(event_type || '/' || event_name || ':' || count"
-                " ORDER BY event_type, event_name)"
-                "  FROM queue_groups WHERE account_id = :a)"
-            ),
-            {"a": account.account_id},
-        ).one()
-    return tuple(rows)
+    return tuple(
+        rows_of(
+            engine,
+            account,
+            "SELECT (SELECT used FROM usage_counters WHERE account_id = :a),"
+            " (SELECT array_agg(event_type || '/' || event_name || ':' || count"
+            " ORDER BY event_type, event_name)"
+            "  FROM queue_groups WHERE account_id = :a)",
+        )[0]
+    )
 
 
 def samples(engine, account):
     """The messageId of each plain queue group's sample, by event type."""
-    with engine.connect() as connection:
-        rows = connection.execute(
-            sa.text(
-                "SELECT event_type, sample ->> 'messageId' FROM queue_groups"
-                " WHERE account_id = :a AND event_type IN ('track', 'page')"
-            ),
-            {"a": account.account_id},
+    return dict(
+        rows_of(
+            engine,
+            account,
+            "SELECT event_type, sample ->> 'messageId' FROM queue_groups"
+            " WHERE account_id = :a AND event_type IN ('track', 'page')",
         )
-        return dict(rows.all())
+    )
+
+
+def rows_of(engine, account, query):
+    with engine.connect() as connection:
+        return connection.execute(sa.text(query), {"a": account.account_id}).all()
 
 
 def test_a_body_a_rule_gives_lead_fields_is_handed_back_with_nothing_stored(client, engine):
