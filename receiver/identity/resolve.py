@@ -390,17 +390,18 @@ def lock_then_read(
     session: Session, account_id: int, drafts: Sequence[Draft], policy: Policy
 ) -> Held:
     """lock_identities in fewer round trips, for a body's first attempt: every identifier of
-    the body locked shared, and the graph read under those locks in the same round trip.
-    Where the identity events change nothing (a returning visitor's identifies:
-    `links_nothing`), that read is final. Otherwise what they change is locked exclusive
-    without waiting, since this transaction already holds shared locks another may be
-    waiting to upgrade (LockConflict: the next attempt takes lock_identities' way), and the
-    graph is read again under those locks. A body with a deletion takes lock_identities' way:
-    each of its runs reads a graph of its own."""
+    the body and every email its identity events name locked shared, and the graph read
+    under those locks in the same round trip. Where the identity events change nothing (a
+    returning visitor's identifies: `links_nothing`), that read is final. Otherwise what they
+    change is locked exclusive without waiting, since this transaction already holds shared
+    locks another may be waiting to upgrade (LockConflict: the next attempt takes
+    lock_identities' way). The read is final then too if it reached no further than the
+    keys it was read under; else the graph is read again under the exclusive locks. A body
+    with a deletion takes lock_identities' way: each of its runs reads a graph of its own."""
     changing = [d for d in drafts if changes_identity(d)]
     if not changing or any(_is(d, "delete") for d in drafts):
         return lock_identities(session, account_id, drafts)
-    shared = _identity_keys(account_id, drafts)
+    shared = _identity_keys(account_id, drafts) | _email_keys(account_id, changing)
     reads = _read_run(
         session,
         account_id,
@@ -414,6 +415,11 @@ def lock_then_read(
         return Held(set(), reads)
     held = Held(ids=reads.ids)
     locks.lock_closure(session, wanted, held.exclusive)
+    if wanted <= shared:
+        # Nothing the read saw could change while its keys were held shared, and they are
+        # held exclusive now: the read is final. So for a new visitor with a new email, the
+        # first identify of most visitors; one that reaches further reads again.
+        held.reads, held.ids = reads, []
     return held
 
 
@@ -503,14 +509,23 @@ def _keys_to_lock(
     keys = {key for d in changing for key in _keys(d)}
     clusters = {entry.cluster for k in keys if (entry := body_graph.known(k)) is not None}
     keys |= {k for k, entry in body_graph.identifiers.items() if entry.cluster in clusters}
-    emails = {e for d in changing if (e := _email(d)) is not None}
+    emails = _emails(changing)
     lead_ids = {lead for c in clusters if (lead := body_graph.lead_of_cluster(c)) is not None}
     lead_ids |= {by_email[e] for e in emails if e in by_email}
     return {
         *(locks.identity_key(account_id, kind, value) for kind, value in keys),
-        *(locks.identity_key(account_id, locks.EMAIL, email) for email in emails),
+        *_email_keys(account_id, changing),
         *(locks.identity_key(account_id, locks.LEAD, lead_id) for lead_id in lead_ids),
     }
+
+
+def _emails(drafts: Sequence[Draft]) -> set[str]:
+    return {e for d in drafts if (e := _email(d)) is not None}
+
+
+def _email_keys(account_id: int, drafts: Sequence[Draft]) -> set[int]:
+    """The lock key of every email the drafts name."""
+    return {locks.identity_key(account_id, locks.EMAIL, email) for email in _emails(drafts)}
 
 
 def links_nothing(draft: Draft, body_graph: Graph, by_email: dict[str, int]) -> bool:

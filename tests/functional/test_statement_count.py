@@ -80,17 +80,23 @@ def graph_reads(texts: list[str]) -> int:
 
 
 @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
-def test_a_returning_visitors_identify_reads_its_graph_once(client, account, monkeypatch):
-    """Read under the shared locks of its identifiers, the graph of an identify that links
-    nothing new is final; a visitor's first identify, which links, reads it again under the
-    exclusive locks of all it changes."""
+def test_an_identify_reads_its_graph_again_only_when_it_reached_further(
+    client, account, monkeypatch
+):
+    """Read under the shared locks of its identifiers and its email, the graph of an identify
+    is final where it links nothing new (a returning visitor's) and where it reached no
+    further than those keys (a new visitor with a new email); an identify whose email's lead
+    has other identifiers reads it again under the exclusive locks of all it changes."""
     first = [identify("back@example.com", anonymousId="back-1", userId="u-back")]
     texts = statement_texts(client, account.api_key, first, monkeypatch)
-    assert graph_reads(texts) == 2
+    assert graph_reads(texts) == 1
     again = [identify("back@example.com", anonymousId="back-1", userId="u-back")]
     texts = statement_texts(client, account.api_key, again, monkeypatch)
     assert graph_reads(texts) == 1
     assert not any("pg_try_advisory_xact_lock" in t for t in texts)
+    other_device = [identify("back@example.com", anonymousId="back-2")]
+    texts = statement_texts(client, account.api_key, other_device, monkeypatch)
+    assert graph_reads(texts) == 2
 
 
 def round_trips_of(engine, client, api_key: str, body: dict) -> int:
