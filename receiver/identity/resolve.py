@@ -417,8 +417,8 @@ def lock_then_read(
     locks.lock_closure(session, wanted, held.exclusive)
     if wanted <= shared:
         # Nothing the read saw could change while its keys were held shared, and they are
-        # held exclusive now: the read is final. So for a new visitor with a new email, the
-        # first identify of most visitors; one that reaches further reads again.
+        # held exclusive now: the read is final. That is a new visitor's identify with a new
+        # email, most visitors' first; one that reached further reads again.
         held.reads, held.ids = reads, []
     return held
 
