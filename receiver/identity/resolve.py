@@ -10,7 +10,7 @@ with its deletions (rare, and each a different person's).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -401,7 +401,7 @@ def lock_then_read(
     changing = [d for d in drafts if changes_identity(d)]
     if not changing or any(_is(d, "delete") for d in drafts):
         return lock_identities(session, account_id, drafts)
-    shared = _identity_keys(account_id, drafts) | _email_keys(account_id, changing)
+    shared = _identity_keys(account_id, drafts) | _email_keys(account_id, _emails(changing))
     reads = _read_run(
         session,
         account_id,
@@ -413,13 +413,15 @@ def lock_then_read(
     wanted = _keys_to_lock(account_id, changing, reads.graph, reads.by_email)
     if not wanted:
         return Held(set(), reads)
-    held = Held(ids=reads.ids)
+    held = Held()
     locks.lock_closure(session, wanted, held.exclusive)
     if wanted <= shared:
         # Nothing the read saw could change while its keys were held shared, and they are
         # held exclusive now: the read is final. That is a new visitor's identify with a new
         # email, most visitors' first; one that reached further reads again.
-        held.reads, held.ids = reads, []
+        held.reads = reads
+    else:
+        held.ids = reads.ids
     return held
 
 
@@ -514,7 +516,7 @@ def _keys_to_lock(
     lead_ids |= {by_email[e] for e in emails if e in by_email}
     return {
         *(locks.identity_key(account_id, kind, value) for kind, value in keys),
-        *_email_keys(account_id, changing),
+        *_email_keys(account_id, emails),
         *(locks.identity_key(account_id, locks.LEAD, lead_id) for lead_id in lead_ids),
     }
 
@@ -523,9 +525,8 @@ def _emails(drafts: Sequence[Draft]) -> set[str]:
     return {e for d in drafts if (e := _email(d)) is not None}
 
 
-def _email_keys(account_id: int, drafts: Sequence[Draft]) -> set[int]:
-    """The lock key of every email the drafts name."""
-    return {locks.identity_key(account_id, locks.EMAIL, email) for email in _emails(drafts)}
+def _email_keys(account_id: int, emails: Iterable[str]) -> set[int]:
+    return {locks.identity_key(account_id, locks.EMAIL, email) for email in emails}
 
 
 def links_nothing(draft: Draft, body_graph: Graph, by_email: dict[str, int]) -> bool:
