@@ -5,10 +5,12 @@ parameter is written). On Postgres it is sent as the driver's text, compiled onc
 one array parameter, so that its text is the same whatever the list's length; on SQLite it is
 executed as SQLAlchemy builds it.
 
-On Postgres the driver prepares a statement once it is used often, and the server then plans
-it once for any parameters: these statements find rows by key, one index lookup per value,
-a plan as right for a thousand values as for one. Planning each call for its values cost a
-batch of 100 more than its reads (bench/README.md, "one plan per statement").
+On Postgres the driver prepares a statement once it is used often, and the server then
+chooses for itself whether to plan it once or for each call's values: no statement here asks
+for either. Forcing a plan per call cost a batch of 100 more than its reads (bench/README.md,
+"one plan per statement"); forcing one plan made an identify's graph and email reads scan
+small stores, and the server still plans those per call (bench/README.md, "the store
+functions without re-planning").
 """
 
 from __future__ import annotations
