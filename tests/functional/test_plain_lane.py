@@ -31,11 +31,15 @@ def through_plain(engine, api_key, events):
     )
 
 
-def through_pipeline(engine, api_key, events):
+def through_pipeline(engine, api_key, events, first_attempt=False):
+    """A body through the general path, as its first attempt (resolve.lock_then_read) if
+    asked."""
     prepared = prepare(events, NOW, 32 * 1024)
     return db.run_transaction(
         engine,
-        lambda s: store_body(s, begin(s, api_key, period_of(NOW)[0]), prepared, NOW),
+        lambda s: store_body(
+            s, begin(s, api_key, period_of(NOW)[0]), prepared, NOW, first_attempt=first_attempt
+        ),
     )
 
 

@@ -5,30 +5,13 @@ taken), and the body's outcome must be the one a read after it gives."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import pytest
 import sqlalchemy as sa
 
-from receiver import db
 from receiver.identity import locks, resolve
-from receiver.ingest.pipeline import begin, prepare, store_body
-from receiver.store import period_of
 from tests.builders import identify
 from tests.conftest import make_account
-
-NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
-
-
-def deliver(engine, api_key, events, first_attempt=False):
-    """A body through the general path, as its first attempt (lock_then_read) if asked."""
-    prepared = prepare(events, NOW, 32 * 1024)
-    return db.run_transaction(
-        engine,
-        lambda s: store_body(
-            s, begin(s, api_key, period_of(NOW)[0]), prepared, NOW, first_attempt=first_attempt
-        ),
-    )
+from tests.functional.test_plain_lane import through_pipeline
 
 
 @pytest.fixture
@@ -52,9 +35,13 @@ def test_a_lead_deleted_between_the_read_and_the_locks_is_not_linked_to(engine, 
     identify makes a new lead for the email. Reusing the first read, it would link the
     visitor to the deleted lead."""
     account = make_account(engine)
-    deliver(engine, account.api_key, [identify("ada@example.com", userId="u1", anonymousId="b1")])
-    in_the_gap(lambda: deliver(engine, account.api_key, [{"type": "delete", "userId": "u1"}]))
-    deliver(
+    through_pipeline(
+        engine, account.api_key, [identify("ada@example.com", userId="u1", anonymousId="b1")]
+    )
+    in_the_gap(
+        lambda: through_pipeline(engine, account.api_key, [{"type": "delete", "userId": "u1"}])
+    )
+    through_pipeline(
         engine,
         account.api_key,
         [identify("ada@example.com", anonymousId="a1", messageId="late")],
@@ -104,7 +91,7 @@ def test_a_new_visitor_with_a_new_email_reads_once_and_holds_the_email(
     monkeypatch.setattr(
         resolve, "_read_run", lambda *args, **kwargs: reads.append(1) or read_run(*args, **kwargs)
     )
-    outcome = deliver(
+    outcome = through_pipeline(
         engine, account.api_key, [identify("new@example.com", anonymousId="fresh")], True
     )
     assert outcome.stored == 1
