@@ -28,6 +28,9 @@ class Deferred:
     groups: dict[int, tuple[str, str | None]] = field(default_factory=dict)
     dequeued: Counter[store.GroupKey] = field(default_factory=Counter)
     deleted_leads: set[int] = field(default_factory=set)
+    # Leads this transaction created: no other can see them until it commits, so their
+    # traits are still the empty ones they were inserted with, and need no read.
+    created: set[int] = field(default_factory=set)
 
     def enrich(self, lead_id: int, traits: dict[str, Any], at: datetime) -> None:
         """Traits to merge into the lead, each kept only if no newer event set it already."""
@@ -40,12 +43,19 @@ class Deferred:
         """Write everything held back, in the lock order: leads by id, then queue groups.
         A lead's traits are read again under its row lock and the body's merged into them: a
         returning visitor's identify holds no exclusive lock of its lead (resolve.py), so
-        another body may have enriched it since it was read."""
+        another body may have enriched it since it was read. A lead this transaction created
+        has the traits it was created with."""
         enriched = sorted(set(self.enrichments) - self.deleted_leads)
+        stored = leads.lock_traits(
+            session, account_id, [lead_id for lead_id in enriched if lead_id not in self.created]
+        )
+        as_created: leads.LeadTraits = ({}, {}, None)  # merge_traits copies, never changes it
         changes = {}
-        for lead_id, (traits, times, company) in leads.lock_traits(
-            session, account_id, enriched
-        ).items():
+        for lead_id in enriched:
+            found = as_created if lead_id in self.created else stored.get(lead_id)
+            if found is None:
+                continue  # deleted since it was read
+            traits, times, company = found
             for incoming, at in self.enrichments[lead_id]:
                 traits, times = merge_traits(traits, times, incoming, at)
             fields = lead_fields(traits)

@@ -25,11 +25,12 @@ from receiver.store import GroupKey, group_key
 
 def create_for_emails(
     session: Session, account_id: int, first_seen: dict[str, datetime], now: datetime
-) -> dict[str, int]:
-    """The lead of each email, created with its first event time as first and last seen. The
-    emails' identity locks are held: nobody else creates them meanwhile."""
+) -> tuple[dict[str, int], set[int]]:
+    """The lead of each email, created with its first event time as first and last seen, and
+    the ids of those this call created. The emails' identity locks are held: nobody else
+    creates them meanwhile."""
     if not first_seen:
-        return {}
+        return {}, set()
     c = leads_table.c
     rows = [
         {
@@ -45,6 +46,7 @@ def create_for_emails(
     ]
     created = session.execute(statements.built(session, _leads_insert), rows).all()
     found = {email: lead_id for email, lead_id in created}
+    new_ids = set(found.values())
     missing = sorted(set(first_seen) - set(found))
     if missing:
         found.update(
@@ -52,12 +54,16 @@ def create_for_emails(
                 sa.select(c.email, c.id).where(c.account_id == account_id, c.email.in_(missing))
             ).all()
         )
-    return found
+    return found, new_ids
+
+
+# A lead's traits, the time each was set, and its company.
+LeadTraits = tuple[dict[str, Any], dict[str, str], str | None]
 
 
 def lock_traits(
     session: Session, account_id: int, lead_ids: Sequence[int]
-) -> dict[int, tuple[dict[str, Any], dict[str, str], str | None]]:
+) -> dict[int, LeadTraits]:
     """The leads' traits, trait times and company, their rows locked until commit, in id
     order (identity/locks.py, order 4)."""
     if not lead_ids:

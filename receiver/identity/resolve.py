@@ -243,7 +243,9 @@ def _resolve(
         email = _email(draft) if changes_identity(draft) else None
         if email is not None and email not in by_email:
             first_seen.setdefault(email, draft.occurred_at)
-    by_email.update(leads.create_for_emails(session, account_id, first_seen, now))
+    found, created = leads.create_for_emails(session, account_id, first_seen, now)
+    by_email.update(found)
+    applied.deferred.created |= created
     companies = _replay(body_graph, by_email, body, applied.deferred)
     leads.record_companies(session, account_id, companies, now)
     graph.write(session, account_id, body_graph, now)
@@ -288,6 +290,12 @@ def _replay(
         if _is(draft, "group") and not traits:
             continue  # a group call links nobody; its company is recorded above
         email = normalise_email(traits.get("email"))
+        if email is not None and links_nothing(draft, body_graph, by_email):
+            # A returning visitor's: its identifiers are on its lead's cluster, and none of
+            # them has a cold signal left, in the store or in the body, since an identifier
+            # joins a lead's cluster only by a link whose rehydration moved them all.
+            deferred.enrich(by_email[email], traits, draft.occurred_at)
+            continue
         linked = body_graph.link(_keys(draft), by_email.get(email) if email else None, signal_id)
         if linked is None:
             continue

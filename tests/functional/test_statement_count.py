@@ -99,6 +99,34 @@ def test_an_identify_reads_its_graph_again_only_when_it_reached_further(
     assert graph_reads(texts) == 2
 
 
+def rehydrations(texts: list[str]) -> int:
+    """How often stored cold signals were looked for to move (graph.rehydrate_stored)."""
+    return sum("AS r (kind, value, lead_id, cause, position)" in t for t in texts)
+
+
+def lead_trait_reads(texts: list[str]) -> int:
+    """How often leads' traits were read under their row locks (leads.lock_traits)."""
+    return sum(t.startswith("SELECT leads.id, leads.traits") for t in texts)
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_an_identify_reads_and_moves_only_what_it_may_change(client, account, monkeypatch):
+    """A lead an identify creates has the traits it was created with: they are not read back.
+    A returning visitor's identify, whose identifiers are on its lead's cluster already,
+    moves no cold signals: there are none left to move. A visitor's first identify moves its
+    cold signals, and a second device's moves that device's."""
+    client.post(f"/webhook/{account.api_key}", data=orjson.dumps(track(anonymousId="back-1")))
+    first = [identify("back@example.com", anonymousId="back-1")]
+    texts = statement_texts(client, account.api_key, first, monkeypatch)
+    assert (rehydrations(texts), lead_trait_reads(texts)) == (1, 0)
+    again = [identify("back@example.com", anonymousId="back-1")]
+    texts = statement_texts(client, account.api_key, again, monkeypatch)
+    assert (rehydrations(texts), lead_trait_reads(texts)) == (0, 1)
+    other_device = [identify("back@example.com", anonymousId="back-2")]
+    texts = statement_texts(client, account.api_key, other_device, monkeypatch)
+    assert (rehydrations(texts), lead_trait_reads(texts)) == (1, 1)
+
+
 def round_trips_of(engine, client, api_key: str, body: dict) -> int:
     """The round trips of the request's own statements, from libpq's trace of every
     connection it checks out: each Sync waits for the server's ReadyForQuery, as does a
