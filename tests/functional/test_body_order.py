@@ -220,3 +220,63 @@ def test_sqlite_stores_a_body_as_postgres_does(apps, body):
             stored.count(True),
         ), orjson.dumps(body).decode()
     assert states[0] == states[1], orjson.dumps(body).decode()
+
+
+def stranded(engine: sa.Engine, account_id: int) -> list[str]:
+    """Cold signals that carry an unblocked identifier of a cluster with a lead: the
+    rehydration that attached the identifier should have moved them onto the lead."""
+    with engine.connect() as connection:
+        return list(
+            connection.execute(
+                sa.text(
+                    "SELECT s.message_id FROM signals s WHERE s.account_id = :a AND s.is_cold"
+                    " AND EXISTS (SELECT 1 FROM identities i JOIN identity_clusters k"
+                    "  ON k.account_id = i.account_id AND k.id = i.cluster_id"
+                    "  WHERE i.account_id = s.account_id AND i.blocked_at IS NULL"
+                    "  AND k.lead_id IS NOT NULL"
+                    "  AND ((i.kind = 'anonymous_id' AND i.value = s.anonymous_id)"
+                    "   OR (i.kind = 'user_id' AND i.value = s.user_id)))"
+                ),
+                {"a": account_id},
+            ).scalars()
+        )
+
+
+# The lead's cluster holds one of the identify's identifiers, not the other, whose cold
+# signal the identify must move.
+ONE_KEY_ON_THE_LEAD = (
+    [
+        {"type": "track", "event": "Signed Up", "anonymousId": "a1", "messageId": "y-1"},
+        {"type": "identify", "userId": "u0", "traits": {"email": EMAILS[0]}, "messageId": "y-2"},
+    ],
+    [
+        {
+            "type": "identify",
+            "anonymousId": "a1",
+            "userId": "u0",
+            "traits": {"email": EMAILS[0]},
+            "messageId": "y-3",
+        }
+    ],
+)
+
+
+@FEW
+@given(first=bodies(), second=bodies(), again=st.booleans())
+@example(first=ONE_KEY_ON_THE_LEAD[0], second=ONE_KEY_ON_THE_LEAD[1], again=True)
+def test_no_signal_is_left_cold_once_its_visitor_is_on_a_lead(apps, first, second, again):
+    """Whatever the bodies, on both stores: a visitor's identifiers join a lead's cluster only
+    with their cold signals, so a returning visitor's identify, which looks for none, finds
+    none left (again: the second body's identifies sent once more, as returning visitors')."""
+    repeats = [
+        {**event, "messageId": f"{event['messageId']}-again"}
+        for event in second
+        if event["type"] == "identify"
+    ]
+    for app in apps.values():
+        engine = db.engine_of(app)
+        account = make_account(engine)
+        for body in (first, second, repeats if again else []):
+            if body:
+                send(app, account.api_key, body)
+        assert stranded(engine, account.account_id) == [], orjson.dumps([first, second]).decode()
