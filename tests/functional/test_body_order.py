@@ -1,5 +1,6 @@
 """Identity resolution of a body is the same as that of its events sent one at a time, in
-order, and the same on both stores: properties over generated bodies (hypothesis).
+order, and the same on both stores, and it leaves no signal cold once its visitor is on a
+lead: properties over generated bodies (hypothesis).
 
 A body's identity effects are replayed in memory and written set-based (identity/replay.py);
 one event per request is the plainest reading of "in body order". SQLite keeps its own
