@@ -1,16 +1,20 @@
 """Statements of the hot path, built once per store and run on the driver.
 
 A statement is built by a function of `Store` (what the two stores differ in: how a list
-parameter is written). On Postgres it is sent as the driver's text, compiled once, each list
-one array parameter, so that its text is the same whatever the list's length; on SQLite it is
-executed as SQLAlchemy builds it.
+parameter is written). On Postgres it is sent as the driver's text, compiled once in each of
+two forms: each list one array parameter, so that its text is the same whatever the list's
+length; or, where no list holds more than one value (a single event's reads), each list an
+equality with its one value (with NULL for an empty list, which matches nothing as an empty
+array does). On SQLite it is executed as SQLAlchemy builds it.
 
 On Postgres the driver prepares a statement once it is used often, and the server then
 chooses for itself whether to plan it once or for each call's values: no statement here asks
-for either. Forcing a plan per call cost a batch of 100 more than its reads (bench/README.md,
-"one plan per statement"); forcing one plan made an identify's graph and email reads scan
-small stores, and the server still plans those per call (bench/README.md, "the store
-functions without re-planning").
+for either. It plans `= ANY` of an array for each call's values, since a plan for any array
+assumes ten values and costs more; it plans an equality once. Hence the second form: an
+identify's graph read 235 -> 48 us of backend CPU a call, its email read 140 -> 38 us
+(bench/README.md, "one value, one plan"). Forcing a plan per call cost a batch of 100 more
+than its reads ("one plan per statement"); forcing one plan for arrays made an identify's
+graph and email reads scan small stores ("the store functions without re-planning").
 """
 
 from __future__ import annotations
@@ -30,27 +34,34 @@ from receiver.db import DriverCursor
 class Store:
     """What a statement built for one store may differ in."""
 
-    def __init__(self, dialect: str) -> None:
+    def __init__(self, dialect: str, one_value: bool = False) -> None:
         self.postgresql = dialect == "postgresql"
         # The dialect's INSERT, for ON CONFLICT clauses.
         self.insert = postgresql.insert if self.postgresql else sqlite.insert
+        # Postgres: every list parameter holds one value at most, sent as that value.
+        self.one_value = one_value and self.postgresql
+        self.lists: list[str] = []  # the list parameters' names, as in_ meets them
 
     def in_(self, column: Any, name: str) -> Any:
         """column IN the list parameter `name`: on Postgres `= ANY` of one array, so that the
-        statement's text is the same whatever the list's length, and is prepared once."""
-        if self.postgresql:
-            return column == sa.any_(sa.bindparam(name, type_=postgresql.ARRAY(column.type)))
-        return column.in_(sa.bindparam(name, expanding=True))
+        statement's text is the same whatever the list's length, and is prepared once; or,
+        built with one_value, `=` its one value."""
+        if not self.postgresql:
+            return column.in_(sa.bindparam(name, expanding=True))
+        self.lists.append(name)
+        if self.one_value:
+            return column == sa.bindparam(name, type_=column.type)
+        return column == sa.any_(sa.bindparam(name, type_=postgresql.ARRAY(column.type)))
 
 
 def run(session: Session, build: Callable[[Store], Any], params: dict[str, Any]) -> Any:
     """Execute the statement build makes for the session's store (built once per store); rows
-    with their columns as attributes. On Postgres as the driver's text (driver_text), without
-    SQLAlchemy's compile and cache lookups on every call."""
+    with their columns as attributes. On Postgres as the driver's text (driver_statement),
+    without SQLAlchemy's compile and cache lookups on every call."""
     connection = session.connection()
     if connection.dialect.name != "postgresql":
         return connection.execute(built(session, build), params)
-    return DriverCursor(session).execute(driver_text(build), params)
+    return DriverCursor(session).execute(*driver_statement(build, params))
 
 
 def built(session: Session, build: Callable[[Store], Any]) -> Any:
@@ -72,22 +83,48 @@ def run_together(
         if first is not None:
             raise ValueError("a driver text runs on Postgres only")
         return [list(run(session, build, params)) for build, params in statements]
-    texts = [(driver_text(build), params) for build, params in statements]
+    texts = [driver_statement(build, params) for build, params in statements]
     if first is None:
         return DriverCursor(session).execute_together(texts)
     return DriverCursor(session).execute_together([first, *texts])[1:]
 
 
-@functools.cache
+def driver_statement(
+    build: Callable[[Store], Any], params: dict[str, Any]
+) -> tuple[str, dict[str, Any]]:
+    """build's text for Postgres and its parameters: with each list's one value in place of
+    the list where no list holds more."""
+    lists = _lists(build)
+    if not lists or any(len(params[name]) > 1 for name in lists):
+        return driver_text(build), params
+    one = {name: params[name][0] if params[name] else None for name in lists}
+    return _text(build, one_value=True), {**params, **one}
+
+
 def driver_text(build: Callable[[Store], Any]) -> str:
-    """The text of build's statement for Postgres as psycopg takes it (%(name)s parameters).
-    Its constants must be literals (`constant`): a constant sent as a parameter would hide
-    from the planner which index a prepared statement's generic plan can use."""
-    compiled = _for_store("postgresql", build).compile(dialect=postgresql_psycopg.dialect())
+    """The text of build's statement for Postgres as psycopg takes it (%(name)s parameters),
+    each list an array. Its constants must be literals (`constant`): a constant sent as a
+    parameter would hide from the planner which index a prepared statement's generic plan
+    can use."""
+    return _text(build, one_value=False)
+
+
+@functools.cache
+def _text(build: Callable[[Store], Any], one_value: bool) -> str:
+    store = Store("postgresql", one_value)
+    compiled = build(store).compile(dialect=postgresql_psycopg.dialect())
     constants = [name for name, value in compiled.params.items() if value is not None]
     if constants:
         raise ValueError(f"constants sent as parameters: {constants}")
     return str(compiled)
+
+
+@functools.cache
+def _lists(build: Callable[[Store], Any]) -> tuple[str, ...]:
+    """The names of build's list parameters on Postgres."""
+    store = Store("postgresql")
+    build(store)
+    return tuple(dict.fromkeys(store.lists))
 
 
 def constant(value: str) -> Any:

@@ -72,7 +72,7 @@ def store_body(
         begun = connection.execute(BEGIN_SQL, begin_params(key, period_start))
         connection.execute(*locks.identity_locks_statement((), shared))
         found = connection.cursor(row_factory=namedtuple_row)
-        found.execute(statements.driver_text(graph.lookup_statement), lookup)
+        found.execute(*statements.driver_statement(graph.lookup_statement, lookup))
     row = begun.fetchone()
     if row is None:
         raise Unauthorized()
