@@ -9,8 +9,8 @@ array does). On SQLite it is executed as SQLAlchemy builds it.
 
 On Postgres the driver prepares a statement once it is used often, and the server then
 chooses for itself whether to plan it once or for each call's values: no statement here asks
-for either. It plans `= ANY` of an array for each call's values, since a plan for any array
-assumes ten values and costs more; it plans an equality once. Hence the second form: an
+for either. It mostly plans `= ANY` of an array for each call's values, since a plan for any
+array assumes ten values and costs more; it plans an equality once. Hence the second form: an
 identify's graph read 235 -> 48 us of backend CPU a call, its email read 140 -> 38 us
 (bench/README.md, "one value, one plan"). Forcing a plan per call cost a batch of 100 more
 than its reads ("one plan per statement"); forcing one plan for arrays made an identify's
