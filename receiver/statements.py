@@ -94,37 +94,30 @@ def driver_statement(
 ) -> tuple[str, dict[str, Any]]:
     """build's text for Postgres and its parameters: with each list's one value in place of
     the list where no list holds more."""
-    lists = _lists(build)
+    text, lists = _compiled(build, one_value=False)
     if not lists or any(len(params[name]) > 1 for name in lists):
-        return driver_text(build), params
+        return text, params
     one = {name: params[name][0] if params[name] else None for name in lists}
-    return _text(build, one_value=True), {**params, **one}
+    return _compiled(build, one_value=True)[0], {**params, **one}
 
 
 def driver_text(build: Callable[[Store], Any]) -> str:
     """The text of build's statement for Postgres as psycopg takes it (%(name)s parameters),
-    each list an array. Its constants must be literals (`constant`): a constant sent as a
-    parameter would hide from the planner which index a prepared statement's generic plan
-    can use."""
-    return _text(build, one_value=False)
+    each list an array."""
+    return _compiled(build, one_value=False)[0]
 
 
 @functools.cache
-def _text(build: Callable[[Store], Any], one_value: bool) -> str:
+def _compiled(build: Callable[[Store], Any], one_value: bool) -> tuple[str, tuple[str, ...]]:
+    """build's text for Postgres in one of its two forms, and the names of its list
+    parameters. Its constants must be literals (`constant`): a constant sent as a parameter
+    would hide from the planner which index a prepared statement's generic plan can use."""
     store = Store("postgresql", one_value)
     compiled = build(store).compile(dialect=postgresql_psycopg.dialect())
     constants = [name for name, value in compiled.params.items() if value is not None]
     if constants:
         raise ValueError(f"constants sent as parameters: {constants}")
-    return str(compiled)
-
-
-@functools.cache
-def _lists(build: Callable[[Store], Any]) -> tuple[str, ...]:
-    """The names of build's list parameters on Postgres."""
-    store = Store("postgresql")
-    build(store)
-    return tuple(dict.fromkeys(store.lists))
+    return str(compiled), tuple(dict.fromkeys(store.lists))
 
 
 def constant(value: str) -> Any:
