@@ -1,17 +1,12 @@
 """Why a request's credential was refused, in words its sender can act on: a missing
-credential, the wrong kind of credential, or a wrong secret. What can be told from the
-credential's shape is told before the store is asked; an unknown or revoked one is the
-store's answer (errors.Unauthorized's own message)."""
+credential, or the wrong kind of credential (a missing or wrong secret: ingest/signature.py).
+What can be told from the credential's shape is told before the store is asked; an unknown
+or revoked one is the store's answer (errors.Unauthorized's own message)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
-from werkzeug.datastructures import Headers
-
 from receiver.credentials import ADMIN_TOKEN_KIND, API_KEY_KIND, Credential, parse_credential
 from receiver.errors import Unauthorized
-from receiver.ingest.signature import SIGNATURE_HEADERS
 
 NO_API_KEY = (
     "No API key: put it in the path (/webhook/<api_key>) or send "
@@ -28,14 +23,6 @@ API_KEY_AS_ADMIN_TOKEN = (
     "create-account printed, as Authorization: Bearer <admin token>."
 )
 NOT_AN_ADMIN_TOKEN = "Not an admin token: an admin token reads ra_<account>_<random>."
-NO_SECRET = (
-    "This API key needs its secret: send X-Api-Secret, or an X-Signature HMAC-SHA1 of the "
-    "body keyed with the secret."
-)
-WRONG_SECRET = (
-    "Wrong secret for this API key: the X-Api-Secret or X-Signature sent does not match "
-    "the key's secret."
-)
 
 
 def refuse_unusable_api_key(api_key: str | None) -> None:
@@ -59,9 +46,3 @@ def admin_token_of(authorization: str) -> Credential:
     if credential is None:
         raise Unauthorized(NOT_AN_ADMIN_TOKEN)
     return credential
-
-
-def secret_refusal(headers: Headers | Mapping[str, str]) -> str:
-    """The message for a request that did not show its key's secret."""
-    sent = ("X-Api-Secret", *SIGNATURE_HEADERS)
-    return WRONG_SECRET if any(headers.get(name) is not None for name in sent) else NO_SECRET

@@ -14,9 +14,9 @@ from receiver.config import current_settings
 from receiver.db import get_session
 from receiver.errors import BadRequest, NotFound
 from receiver.events import InvalidEvent
+from receiver.ingest.preview import try_rule
 from receiver.models import Rule, RuleVersion
 from receiver.rules import service, worker
-from receiver.rules.preview import try_rule
 from receiver.schemas import (
     PreviewResultSchema,
     PreviewSchema,

@@ -22,10 +22,10 @@ from receiver.console.queue import SAMPLE_WINDOW, group_key
 from receiver.db import get_session
 from receiver.errors import NotFound, Unprocessable
 from receiver.events import InvalidEvent
+from receiver.ingest.preview import estimate, try_rule
 from receiver.models import Rule
 from receiver.rules import queue, samples, service, worker
 from receiver.rules.engine import compile_rule
-from receiver.rules.preview import estimate, try_rule
 
 _FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 

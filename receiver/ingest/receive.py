@@ -38,8 +38,8 @@ from receiver.ingest.pipeline import (
     store_body,
     with_client_ip,
 )
-from receiver.ingest.signature import FIRST_ELEMENT, how_presented
-from receiver.refusals import refuse_unusable_api_key, secret_refusal
+from receiver.ingest.signature import FIRST_ELEMENT, how_presented, secret_refusal
+from receiver.refusals import refuse_unusable_api_key
 from receiver.rules.engine import store_of
 from receiver.store import period_of, stored_hashes
 

@@ -11,6 +11,14 @@ from werkzeug.datastructures import Headers
 from receiver.ingest.parse import first_element_span
 
 SIGNATURE_HEADERS = ("X-Signature", "X-Segment-Signature")
+NO_SECRET = (
+    "This API key needs its secret: send X-Api-Secret, or an X-Signature HMAC-SHA1 of the "
+    "body keyed with the secret."
+)
+WRONG_SECRET = (
+    "Wrong secret for this API key: the X-Api-Secret or X-Signature sent does not match "
+    "the key's secret."
+)
 # How a request showed its key's secret.
 SECRET, WHOLE_BODY, FIRST_ELEMENT = "secret", "whole body", "first element"
 
@@ -60,3 +68,9 @@ def _signs_one_of(secret: str, candidates: list[bytes], signature: str) -> bool:
 def secret_presented(secret: str, headers: Headers | Mapping[str, str], raw_body: bytes) -> bool:
     """Any one of the ways to show the secret is enough, whatever else came with it."""
     return how_presented(secret, headers, raw_body) is not None
+
+
+def secret_refusal(headers: Headers | Mapping[str, str]) -> str:
+    """The message for a request that did not show its key's secret."""
+    sent = ("X-Api-Secret", *SIGNATURE_HEADERS)
+    return WRONG_SECRET if any(headers.get(name) is not None for name in sent) else NO_SECRET

@@ -10,6 +10,7 @@ import pytest
 from receiver import refusals
 from receiver.app import create_app
 from receiver.config import Settings
+from receiver.ingest import signature
 from tests.builders import identify, track
 from tests.conftest import make_account
 from tests.functional.test_admin_api import auth, send, wait_for_backfill
@@ -83,9 +84,9 @@ def test_a_missing_secret_and_a_wrong_one_get_different_messages(client, engine)
     account = make_account(engine, secret="s3cret-value")
     url, body = f"/webhook/{account.api_key}", orjson.dumps(track())
     missing = client.post(url, data=body)
-    assert (missing.status_code, missing.json["message"]) == (401, refusals.NO_SECRET)
+    assert (missing.status_code, missing.json["message"]) == (401, signature.NO_SECRET)
     wrong = client.post(url, data=body, headers={"X-Api-Secret": "not-the-secret"})
-    assert (wrong.status_code, wrong.json["message"]) == (401, refusals.WRONG_SECRET)
+    assert (wrong.status_code, wrong.json["message"]) == (401, signature.WRONG_SECRET)
     right = client.post(url, data=body, headers={"X-Api-Secret": "s3cret-value"})
     assert right.status_code == 200
 

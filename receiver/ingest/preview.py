@@ -1,4 +1,6 @@
-"""What a draft rule would do to the Signal Queue, computed without storing anything."""
+"""What a draft rule would do to an arriving event and to the Signal Queue, computed without
+storing anything. Here, not in rules/: it reads the sample as ingestion reads an event
+(segment.to_draft), and ingestion is the layer above the rules."""
 
 from __future__ import annotations
 
