@@ -8,9 +8,10 @@ import orjson
 import pytest
 from sqlmodel import Session
 
-from receiver import statements
+from receiver import statements, store
 from receiver.db import DriverCursor
 from receiver.identity import graph, leads
+from receiver.models import signals_table
 from tests.builders import identify
 
 pytestmark = pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
@@ -79,3 +80,22 @@ def test_one_value_forms_are_planned_once(engine, account):
             connection, one_value, "bigint, varchar", f"{a}, 'lead-7@example.com'"
         )
     assert any("$2" in line for line in plan), plan
+
+
+def test_ids_are_taken_on_a_plan_made_once(engine):
+    """store.next_ids, prepared: once the server has tried the custom plans it tries first, it
+    runs on its generic plan, whatever the count. (Taken from generate_series, the ids were
+    planned anew on every call: bench/README.md.)"""
+    text = statements.driver_text(store.next_ids)
+    numbered = text.replace("%(sequence)s", "$1").replace("%(count)s", "$2")
+    sequence = store.id_sequence(signals_table)
+    with engine.connect() as connection:
+        connection.exec_driver_sql(f"PREPARE ids(text, integer) AS {numbered}")
+        for count in (1, 1, 1, 1, 1, 1, 1, 3, 1):
+            taken = connection.exec_driver_sql(f"EXECUTE ids('{sequence}', {count})").all()
+            assert len(taken) == count
+        generic, custom = connection.exec_driver_sql(
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE name = 'ids'"
+        ).one()
+        connection.exec_driver_sql("DEALLOCATE ids")
+    assert generic > 0, (generic, custom)
