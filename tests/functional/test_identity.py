@@ -322,6 +322,41 @@ def test_redelivered_identify_rehydrates_nothing_twice_and_counts_nothing_twice(
     assert used[0]["used"] == 2
 
 
+def test_a_visitor_held_up_holds_up_no_other_visitor(postgres_url):
+    """Locks are per identifier, not per account. While one visitor's identifier is held
+    exclusive (its identify in flight, or a hot visitor's body), the same account's other
+    visitors are stored at once: a returning visitor's track and identify, a new visitor's
+    identify and track. That visitor's own track waits, here past a short lock timeout
+    (503)."""
+    settings = Settings(
+        database_url=postgres_url, secret_key=TEST_SECRET_KEY, db_statement_timeout_ms=300
+    )
+    app = create_app(settings)
+    try:
+        engine = db.engine_of(app)
+        account = make_account(engine)
+        client = app.test_client()
+        send(client, account, identify("back@example.com", anonymousId="back-1"))
+        key = locks.identity_key(account.account_id, "anonymous_id", "hot-1")
+
+        def post(event):
+            body = orjson.dumps(event)
+            return client.post(f"/webhook/{account.api_key}", data=body).status_code
+
+        with psycopg.connect(_libpq(sa.make_url(postgres_url))) as hot_visitor:
+            hot_visitor.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
+            others = [
+                post(track(anonymousId="back-1")),
+                post(identify("back@example.com", anonymousId="back-1")),
+                post(identify("new@example.com", anonymousId="new-1")),
+                post(track(anonymousId="new-2")),
+            ]
+            own = post(track(anonymousId="hot-1"))
+        assert (others, own) == ([200, 200, 200, 200], 503)
+    finally:
+        close_app(app)
+
+
 def test_a_returning_visitors_identify_does_not_wait_for_its_tracks(postgres_url):
     """A track in flight holds its visitor's identifiers shared. A returning visitor's
     identify links nothing, so it locks them shared too and goes through; an identify that
