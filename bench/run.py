@@ -279,6 +279,8 @@ class Server:
     database: str
     # Where the realistic mix posts, one path per account (the floor ignores the key).
     paths: tuple[str, ...] = ()
+    # The application_name of its Postgres backends (PGAPPNAME), to read their CPU time.
+    app_name: str = ""
 
     def worker_pids(self) -> list[int]:
         children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
@@ -307,10 +309,12 @@ def gunicorn(
     apps get the production settings, logs included. Stopped on the way out, whatever
     happens: its own session, so one signal to its process group ends master and workers."""
     port = free_port()
+    app_name = f"bench-{label}-{port}"
     env = {
         **receiver_env(database),
         "GUNICORN_BIND": f"127.0.0.1:{port}",
         "WEB_CONCURRENCY": str(workers),
+        "PGAPPNAME": app_name,  # libpq's: both apps connect with psycopg
     }
     log = (logs / f"{label}-{port}.log").open("wb")
     process = subprocess.Popen(
@@ -321,7 +325,7 @@ def gunicorn(
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    server = Server(label, process, f"http://127.0.0.1:{port}", path, database, (path,))
+    server = Server(label, process, f"http://127.0.0.1:{port}", path, database, (path,), app_name)
     try:
         wait_until_ready(server, workers, Path(log.name))
         yield server
@@ -399,6 +403,11 @@ class Figures:
     errors: int
     # Answers that were not 2xx, by status (the realistic mix counts them; events.lua does not).
     statuses: dict[str, int] = field(default_factory=dict)
+    events: int = 0  # stored or acknowledged: the events of bodies answered 2xx
+    # CPU time of the app's workers and of their Postgres backends, per event: what a
+    # 2-core machine spends on each, which drifts far less than throughput when the
+    # machine's speed does.
+    cpu_ms_per_event: float = float("nan")
 
 
 @dataclass(frozen=True)
@@ -460,15 +469,20 @@ def finish_wrk(process: subprocess.Popen, batch: int) -> Figures:
         p99_ms=result["p99_us"] / 1000,
         errors=result.get("non2xx", result["status_errors"]) + result["socket_errors"],
         statuses=result.get("statuses", {}),
+        events=acknowledged * max(1, batch),
     )
 
 
 def load(server: Server, options: Options, traffic: Traffic, seconds: int | None = None) -> Figures:
     connections = options.mix_connections if traffic.kind else options.connections
+    before = cpu_ticks(server)
     process = start_wrk(server, traffic, seconds or options.duration, connections)
     figures = finish_wrk(process, traffic.batch)
     if traffic.kind:
         settle(server)
+    spent = sum(ticks - before.get(pid, 0) for pid, ticks in cpu_ticks(server).items())
+    if figures.events:
+        figures.cpu_ms_per_event = spent / CLOCK_TICKS_PER_S * 1000 / figures.events
     return figures
 
 
@@ -525,19 +539,40 @@ def settle(server: Server, timeout: float = 30) -> None:
 
 
 def worker_cpu_ticks(server: Server) -> int:
-    """User and system CPU time of the server's workers, in clock ticks (/proc/PID/stat)."""
-    total = 0
-    for pid in server.worker_pids():
-        with contextlib.suppress(OSError):
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-    return total
+    """User and system CPU time of the server's workers, in clock ticks."""
+    return sum(process_ticks(pid) for pid in server.worker_pids())
+
+
+def cpu_ticks(server: Server) -> dict[int, int]:
+    """CPU time of each of the server's workers and Postgres backends, in clock ticks. The
+    backends are on this machine (the benchmark's Postgres is local); a backend that exits
+    during a load takes its time with it, which the apps' pools make rare."""
+    backends = sql(
+        server.database,
+        "SELECT pid FROM pg_stat_activity WHERE application_name = %(name)s",
+        {"name": server.app_name},
+    )
+    pids = [*server.worker_pids(), *(pid for (pid,) in backends)]
+    return {pid: process_ticks(pid) for pid in pids}
+
+
+def process_ticks(pid: int) -> int:
+    """User and system CPU time of a process (/proc/PID/stat); 0 once it has exited."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    return int(fields[11]) + int(fields[12])
+
+
+CLOCK_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 
 
 def fmt_figures(f: Figures) -> str:
     return (
         f"{f.requests_per_s:8.1f} req/s {f.events_per_s:9.0f} events/s "
-        f"p50 {f.p50_ms:7.1f} ms p99 {f.p99_ms:7.1f} ms errors {f.errors}"
+        f"p50 {f.p50_ms:7.1f} ms p99 {f.p99_ms:7.1f} ms errors {f.errors} "
+        f"CPU {f.cpu_ms_per_event:.3f} ms/event"
     )
 
 
@@ -716,6 +751,8 @@ def load_row(
         f"{median_of(floor, 'p99_ms'):,.1f}",
         f"{median_ratio(receiver, floor, 'events_per_s'):.2f}x",
         f"{median_ratio(receiver, floor, 'p99_ms'):.2f}x",
+        f"{median_of(receiver, 'cpu_ms_per_event'):,.3f}",
+        f"{median_ratio(receiver, floor, 'cpu_ms_per_event'):.2f}x",
         f"{sum(f.errors for f in receiver)}/{sum(f.errors for f in floor)}",
         note,
     ]
@@ -1139,6 +1176,8 @@ def print_report(run: Run, elapsed: float) -> None:
                     "floor p99 ms",
                     "x floor events/s",
                     "x floor p99",
+                    "CPU ms/event",
+                    "x floor CPU/event",
                     "errors (rcv/floor)",
                     "note",
                 ],
