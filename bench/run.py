@@ -404,9 +404,8 @@ class Figures:
     # Answers that were not 2xx, by status (the realistic mix counts them; events.lua does not).
     statuses: dict[str, int] = field(default_factory=dict)
     events: int = 0  # stored or acknowledged: the events of bodies answered 2xx
-    # CPU time of the app's workers and of their Postgres backends, per event: what a
-    # 2-core machine spends on each, which drifts far less than throughput when the
-    # machine's speed does.
+    # CPU time of the app's workers and of their Postgres backends, per event: what each
+    # event costs the machine. On a 2-core machine kept busy, throughput follows it.
     cpu_ms_per_event: float = float("nan")
 
 
