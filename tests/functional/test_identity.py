@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import orjson
 import psycopg
 import pytest
@@ -322,27 +324,37 @@ def test_redelivered_identify_rehydrates_nothing_twice_and_counts_nothing_twice(
     assert used[0]["used"] == 2
 
 
+@contextlib.contextmanager
+def returning_visitor(postgres_url):
+    """An account whose visitor back-1 is back@example.com's, on an app whose statements give
+    up waiting for a lock after 300 ms (503); the account, and a function that posts an event
+    and returns the status."""
+    settings = Settings(
+        database_url=postgres_url, secret_key=TEST_SECRET_KEY, db_statement_timeout_ms=300
+    )
+    app = create_app(settings)
+    try:
+        account = make_account(db.engine_of(app))
+        client = app.test_client()
+        send(client, account, identify("back@example.com", anonymousId="back-1"))
+
+        def post(event):
+            body = orjson.dumps(event)
+            return client.post(f"/webhook/{account.api_key}", data=body).status_code
+
+        yield account, post
+    finally:
+        close_app(app)
+
+
 def test_a_visitor_held_up_holds_up_no_other_visitor(postgres_url):
     """Locks are per identifier, not per account. While one visitor's identifier is held
     exclusive (its identify in flight, or a hot visitor's body), the same account's other
     visitors are stored at once: a returning visitor's track and identify, a new visitor's
     identify and track. That visitor's own track waits, here past a short lock timeout
     (503)."""
-    settings = Settings(
-        database_url=postgres_url, secret_key=TEST_SECRET_KEY, db_statement_timeout_ms=300
-    )
-    app = create_app(settings)
-    try:
-        engine = db.engine_of(app)
-        account = make_account(engine)
-        client = app.test_client()
-        send(client, account, identify("back@example.com", anonymousId="back-1"))
+    with returning_visitor(postgres_url) as (account, post):
         key = locks.identity_key(account.account_id, "anonymous_id", "hot-1")
-
-        def post(event):
-            body = orjson.dumps(event)
-            return client.post(f"/webhook/{account.api_key}", data=body).status_code
-
         with psycopg.connect(_libpq(sa.make_url(postgres_url))) as hot_visitor:
             hot_visitor.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
             others = [
@@ -352,9 +364,7 @@ def test_a_visitor_held_up_holds_up_no_other_visitor(postgres_url):
                 post(track(anonymousId="new-2")),
             ]
             own = post(track(anonymousId="hot-1"))
-        assert (others, own) == ([200, 200, 200, 200], 503)
-    finally:
-        close_app(app)
+    assert (others, own) == ([200, 200, 200, 200], 503)
 
 
 def test_a_returning_visitors_identify_does_not_wait_for_its_tracks(postgres_url):
@@ -362,24 +372,10 @@ def test_a_returning_visitors_identify_does_not_wait_for_its_tracks(postgres_url
     identify links nothing, so it locks them shared too and goes through; an identify that
     gives the visitor another email must lock them exclusive, and waits (here past a short
     lock timeout: 503)."""
-    settings = Settings(
-        database_url=postgres_url, secret_key=TEST_SECRET_KEY, db_statement_timeout_ms=300
-    )
-    app = create_app(settings)
-    try:
-        engine = db.engine_of(app)
-        account = make_account(engine)
-        client = app.test_client()
-        send(client, account, identify("back@example.com", anonymousId="back-1"))
+    with returning_visitor(postgres_url) as (account, post):
         key = locks.identity_key(account.account_id, "anonymous_id", "back-1")
-
-        def post(email):
-            body = orjson.dumps(identify(email, anonymousId="back-1"))
-            return client.post(f"/webhook/{account.api_key}", data=body).status_code
-
         with psycopg.connect(_libpq(sa.make_url(postgres_url))) as track_in_flight:
             track_in_flight.execute("SELECT pg_advisory_xact_lock_shared(%s)", (key,))
-            returning, another_email = post("back@example.com"), post("other@example.com")
-        assert (returning, another_email) == (200, 503)
-    finally:
-        close_app(app)
+            returning = post(identify("back@example.com", anonymousId="back-1"))
+            another_email = post(identify("other@example.com", anonymousId="back-1"))
+    assert (returning, another_email) == (200, 503)
