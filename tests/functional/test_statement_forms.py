@@ -4,6 +4,9 @@ Both find the same rows, and the second is planned once."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import orjson
 import pytest
 from sqlmodel import Session
@@ -46,16 +49,26 @@ def test_lists_of_one_value_find_what_arrays_find(client, engine, account):
             assert found == rows_of(session, statements.driver_text(build), params), params
 
 
-def plan_after_custom_tries(connection, text: str, types: str, args: str) -> list[str]:
+@contextlib.contextmanager
+def prepared(connection, name: str, text: str, types: dict[str, str]) -> Iterator[None]:
+    """A driver text prepared as `name`, its parameters numbered in the order of `types`
+    (name: SQL type); deallocated on the way out."""
+    for number, parameter in enumerate(types, 1):
+        text = text.replace(f"%({parameter})s", f"${number}")
+    connection.exec_driver_sql(f"PREPARE {name}({', '.join(types.values())}) AS {text}")
+    try:
+        yield
+    finally:
+        connection.exec_driver_sql(f"DEALLOCATE {name}")
+
+
+def plan_after_custom_tries(connection, text: str, args: str) -> list[str]:
     """The plan a prepared statement runs on once the server has tried the custom plans it
     tries first: a generic plan names the parameters ($2), a custom one the values."""
-    numbered = text.replace("%(account_id)s", "$1").replace("%(emails)s", "$2")
-    connection.exec_driver_sql(f"PREPARE by_email({types}) AS {numbered}")
-    for _ in range(6):
-        assert len(connection.exec_driver_sql(f"EXECUTE by_email({args})").all()) == 1
-    plan = [line for (line,) in connection.exec_driver_sql(f"EXPLAIN EXECUTE by_email({args})")]
-    connection.exec_driver_sql("DEALLOCATE by_email")
-    return plan
+    with prepared(connection, "by_email", text, {"account_id": "bigint", "emails": "varchar"}):
+        for _ in range(6):
+            assert len(connection.exec_driver_sql(f"EXECUTE by_email({args})").all()) == 1
+        return [line for (line,) in connection.exec_driver_sql(f"EXPLAIN EXECUTE by_email({args})")]
 
 
 def test_one_value_forms_are_planned_once(engine, account):
@@ -76,9 +89,7 @@ def test_one_value_forms_are_planned_once(engine, account):
     params = {"account_id": a, "emails": ["lead-7@example.com"]}
     one_value, _ = statements.driver_statement(leads.by_email_statement, params)
     with engine.connect() as connection:
-        plan = plan_after_custom_tries(
-            connection, one_value, "bigint, varchar", f"{a}, 'lead-7@example.com'"
-        )
+        plan = plan_after_custom_tries(connection, one_value, f"{a}, 'lead-7@example.com'")
     assert any("$2" in line for line in plan), plan
 
 
@@ -87,15 +98,15 @@ def test_ids_are_taken_on_a_plan_made_once(engine):
     runs on its generic plan, whatever the count. (Taken from generate_series, the ids were
     planned anew on every call: bench/README.md.)"""
     text = statements.driver_text(store.next_ids)
-    numbered = text.replace("%(sequence)s", "$1").replace("%(count)s", "$2")
     sequence = store.id_sequence(signals_table)
-    with engine.connect() as connection:
-        connection.exec_driver_sql(f"PREPARE ids(text, integer) AS {numbered}")
+    with (
+        engine.connect() as connection,
+        prepared(connection, "ids", text, {"sequence": "text", "count": "integer"}),
+    ):
         for count in (1, 1, 1, 1, 1, 1, 1, 3, 1):
             taken = connection.exec_driver_sql(f"EXECUTE ids('{sequence}', {count})").all()
             assert len(taken) == count
         generic, custom = connection.exec_driver_sql(
             "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE name = 'ids'"
         ).one()
-        connection.exec_driver_sql("DEALLOCATE ids")
     assert generic > 0, (generic, custom)
