@@ -406,7 +406,12 @@ class Figures:
     events: int = 0  # stored or acknowledged: the events of bodies answered 2xx
     # CPU time of the app's workers and of their Postgres backends, per event: what each
     # event costs the machine. On a 2-core machine kept busy, throughput follows it.
-    cpu_ms_per_event: float = float("nan")
+    app_cpu_ms_per_event: float = float("nan")
+    postgres_cpu_ms_per_event: float = float("nan")
+
+    @property
+    def cpu_ms_per_event(self) -> float:
+        return self.app_cpu_ms_per_event + self.postgres_cpu_ms_per_event
 
 
 @dataclass(frozen=True)
@@ -479,9 +484,16 @@ def load(server: Server, options: Options, traffic: Traffic, seconds: int | None
     figures = finish_wrk(process, traffic.batch)
     if traffic.kind:
         settle(server)
-    spent = sum(ticks - before.get(pid, 0) for pid, ticks in cpu_ticks(server).items())
+    after = cpu_ticks(server)
     if figures.events:
-        figures.cpu_ms_per_event = spent / CLOCK_TICKS_PER_S * 1000 / figures.events
+        app, postgres = (
+            sum(ticks - before[side].get(pid, 0) for pid, ticks in after[side].items())
+            / CLOCK_TICKS_PER_S
+            * 1000
+            / figures.events
+            for side in ("app", "postgres")
+        )
+        figures.app_cpu_ms_per_event, figures.postgres_cpu_ms_per_event = app, postgres
     return figures
 
 
@@ -542,17 +554,20 @@ def worker_cpu_ticks(server: Server) -> int:
     return sum(process_ticks(pid) for pid in server.worker_pids())
 
 
-def cpu_ticks(server: Server) -> dict[int, int]:
-    """CPU time of each of the server's workers and Postgres backends, in clock ticks. The
-    backends are on this machine (the benchmark's Postgres is local); a backend that exits
-    during a load takes its time with it, which the apps' pools make rare."""
+def cpu_ticks(server: Server) -> dict[str, dict[int, int]]:
+    """CPU time of each of the server's workers ("app") and Postgres backends ("postgres"),
+    in clock ticks, by pid. The backends are on this machine (the benchmark's Postgres is
+    local); a backend that exits during a load takes its time with it, which the apps' pools
+    make rare."""
     backends = sql(
         server.database,
         "SELECT pid FROM pg_stat_activity WHERE application_name = %(name)s",
         {"name": server.app_name},
     )
-    pids = [*server.worker_pids(), *(pid for (pid,) in backends)]
-    return {pid: process_ticks(pid) for pid in pids}
+    return {
+        "app": {pid: process_ticks(pid) for pid in server.worker_pids()},
+        "postgres": {pid: process_ticks(pid) for (pid,) in backends},
+    }
 
 
 def process_ticks(pid: int) -> int:
@@ -571,7 +586,8 @@ def fmt_figures(f: Figures) -> str:
     return (
         f"{f.requests_per_s:8.1f} req/s {f.events_per_s:9.0f} events/s "
         f"p50 {f.p50_ms:7.1f} ms p99 {f.p99_ms:7.1f} ms errors {f.errors} "
-        f"CPU {f.cpu_ms_per_event:.3f} ms/event"
+        f"CPU {f.cpu_ms_per_event:.3f} ms/event ({f.app_cpu_ms_per_event:.3f} app "
+        f"+ {f.postgres_cpu_ms_per_event:.3f} Postgres)"
     )
 
 
@@ -751,10 +767,20 @@ def load_row(
         f"{median_ratio(receiver, floor, 'events_per_s'):.2f}x",
         f"{median_ratio(receiver, floor, 'p99_ms'):.2f}x",
         f"{median_of(receiver, 'cpu_ms_per_event'):,.3f}",
+        cpu_split(receiver),
+        cpu_split(floor),
         f"{median_ratio(receiver, floor, 'cpu_ms_per_event'):.2f}x",
         f"{sum(f.errors for f in receiver)}/{sum(f.errors for f in floor)}",
         note,
     ]
+
+
+def cpu_split(figures: list[Figures]) -> str:
+    """Where an event's CPU went: the app's workers + their Postgres backends (medians)."""
+    return (
+        f"{median_of(figures, 'app_cpu_ms_per_event'):,.3f} + "
+        f"{median_of(figures, 'postgres_cpu_ms_per_event'):,.3f}"
+    )
 
 
 def scenario_single(run: Run) -> None:
@@ -1176,6 +1202,8 @@ def print_report(run: Run, elapsed: float) -> None:
                     "x floor events/s",
                     "x floor p99",
                     "CPU ms/event",
+                    "app + Postgres",
+                    "floor app + Postgres",
                     "x floor CPU/event",
                     "errors (rcv/floor)",
                     "note",
