@@ -465,15 +465,15 @@ def finish_wrk(process: subprocess.Popen, batch: int) -> Figures:
     seconds = result["duration_us"] / 1e6
     # Events of a body answered 503 were not stored: where the script counts answers that
     # were not 2xx (bench/mix.lua), they are left out of events/s.
-    acknowledged = result["requests"] - result.get("non2xx", 0)
+    events = (result["requests"] - result.get("non2xx", 0)) * max(1, batch)
     return Figures(
         requests_per_s=result["requests"] / seconds,
-        events_per_s=acknowledged / seconds * max(1, batch),
+        events_per_s=events / seconds,
         p50_ms=result["p50_us"] / 1000,
         p99_ms=result["p99_us"] / 1000,
         errors=result.get("non2xx", result["status_errors"]) + result["socket_errors"],
         statuses=result.get("statuses", {}),
-        events=acknowledged * max(1, batch),
+        events=events,
     )
 
 
@@ -485,15 +485,14 @@ def load(server: Server, options: Options, traffic: Traffic, seconds: int | None
     if traffic.kind:
         settle(server)
     after = cpu_ticks(server)
+
+    def ms_per_event(side: str) -> float:
+        spent = sum(ticks - before[side].get(pid, 0) for pid, ticks in after[side].items())
+        return spent / CLOCK_TICKS_PER_S * 1000 / figures.events
+
     if figures.events:
-        app, postgres = (
-            sum(ticks - before[side].get(pid, 0) for pid, ticks in after[side].items())
-            / CLOCK_TICKS_PER_S
-            * 1000
-            / figures.events
-            for side in ("app", "postgres")
-        )
-        figures.app_cpu_ms_per_event, figures.postgres_cpu_ms_per_event = app, postgres
+        figures.app_cpu_ms_per_event = ms_per_event("app")
+        figures.postgres_cpu_ms_per_event = ms_per_event("postgres")
     return figures
 
 
